@@ -1,0 +1,278 @@
+"""The StackPulse Grafana dashboards, built with grafana-foundation-sdk from the typed schema."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import Final, TypeAlias
+
+from grafana_foundation_sdk.builders import bargauge, stat, timeseries
+from grafana_foundation_sdk.builders import common as common_b
+from grafana_foundation_sdk.builders import dashboard as dash_b
+from grafana_foundation_sdk.cog.encoder import JSONEncoder
+from grafana_foundation_sdk.models import common, units
+from grafana_foundation_sdk.models import dashboard as dash_m
+
+from dashboards.influx import DATASOURCE_TYPE, Arith, Call, InfluxQLTarget, show_tag_values
+from kernel.schema import ZONE_OCCUPANCY
+from kernel.store.influxql import Agg, Query, TagEq
+
+__all__ = [
+    "DASHBOARDS",
+    "DATASOURCE_UID",
+    "OCCUPANCY_UID",
+    "build_all",
+    "occupancy_dashboard",
+    "to_json_text",
+]
+
+DATASOURCE_UID: Final = "stackpulse-influx"
+"""The uid the provisioning file gives the InfluxDB data source."""
+OCCUPANCY_UID: Final = "stackpulse-occupancy"
+BUSY_PERCENT: Final = 80.0
+FULL_PERCENT: Final = 100.0
+# The occupancy service stores one snapshot per zone and minute; a finer $__interval
+# would leave every other bucket empty and break the lines.
+RECORD_INTERVAL: Final = "1m"
+# Gaps shorter than this are drawn through; longer ones (an outage) stay visible.
+SPAN_GAPS_MS: Final = 5 * 60 * 1000
+
+_DS = dash_m.DataSourceRef(type_val=DATASOURCE_TYPE, uid="${datasource}")
+_BY_ZONE: Final = "$tag_zone"
+_SITE = TagEq("site", "$site", variable=True)
+
+PanelBuilder: TypeAlias = timeseries.Panel | stat.Panel | bargauge.Panel
+
+
+def _zone_query(agg: Agg, *, over_time: bool) -> Query:
+    """One aggregate of zone_occupancy for the chosen site, one series per zone."""
+    return Query(
+        ZONE_OCCUPANCY,
+        (agg,),
+        where=(_SITE,),
+        group_by_time="auto" if over_time else None,
+        group_by_tags=("zone",),
+    )
+
+
+def _target(ref_id: str = "A") -> InfluxQLTarget:
+    return InfluxQLTarget().ref_id(ref_id).datasource(_DS).alias(_BY_ZONE)
+
+
+def _percent_of_capacity(func: str) -> Arith:
+    return Arith(Arith(Call(func, "occupancy"), "/", Call(func, "capacity")), "*", 100)
+
+
+def _load_thresholds() -> dash_b.ThresholdsConfig:
+    return (
+        dash_b.ThresholdsConfig()
+        .mode(dash_m.ThresholdsMode.ABSOLUTE)
+        .steps(
+            [
+                dash_m.Threshold(value=None, color="green"),
+                dash_m.Threshold(value=BUSY_PERCENT, color="orange"),
+                dash_m.Threshold(value=FULL_PERCENT, color="red"),
+            ]
+        )
+    )
+
+
+def _plain_thresholds() -> dash_b.ThresholdsConfig:
+    # Without any, Grafana colours values past 80 red: wrong for counts of people.
+    return (
+        dash_b.ThresholdsConfig()
+        .mode(dash_m.ThresholdsMode.ABSOLUTE)
+        .steps([dash_m.Threshold(value=None, color="blue")])
+    )
+
+
+def _legend() -> common_b.VizLegendOptions:
+    return (
+        common_b.VizLegendOptions()
+        .show_legend(True)
+        .display_mode(common.LegendDisplayMode.TABLE)
+        .placement(common.LegendPlacement.RIGHT)
+        .calcs(["lastNotNull", "max"])
+    )
+
+
+def _last_value() -> common_b.ReduceDataOptions:
+    return common_b.ReduceDataOptions().values(False).calcs(["lastNotNull"]).fields("")
+
+
+def _over_time(title: str, description: str) -> timeseries.Panel:
+    return (
+        timeseries.Panel()
+        .title(title)
+        .description(description)
+        .datasource(_DS)
+        .interval(RECORD_INTERVAL)
+        .legend(_legend())
+        .tooltip(common_b.VizTooltipOptions().mode(common.TooltipDisplayMode.MULTI))
+        .color_scheme(dash_b.FieldColor().mode(dash_m.FieldColorModeId.PALETTE_CLASSIC))
+        .line_width(2)
+        .fill_opacity(10)
+        .span_nulls(SPAN_GAPS_MS)
+        .min(0)
+        .height(9)
+    )
+
+
+def _occupancy_panel() -> timeseries.Panel:
+    q = _zone_query(Agg("mean", "occupancy"), over_time=True)
+    return (
+        _over_time("Occupancy per zone", "People in each zone, counted at the gates.")
+        .with_target(_target().select(q))
+        .unit(units.Short)
+        .decimals(0)
+        .thresholds(_plain_thresholds())
+        .span(16)
+    )
+
+
+def _current_occupancy_panel() -> stat.Panel:
+    q = _zone_query(Agg("last", "occupancy"), over_time=False)
+    return (
+        stat.Panel()
+        .title("Current occupancy")
+        .description("People in each zone now.")
+        .datasource(_DS)
+        .with_target(_target().select(q))
+        .unit(units.Short)
+        .decimals(0)
+        .thresholds(_plain_thresholds())
+        .reduce_options(_last_value())
+        .color_mode(common.BigValueColorMode.VALUE)
+        .graph_mode(common.BigValueGraphMode.NONE)
+        .text_mode(common.BigValueTextMode.VALUE_AND_NAME)
+        .orientation(common.VizOrientation.AUTO)
+        .height(9)
+        .span(8)
+    )
+
+
+def _percent_panel() -> timeseries.Panel:
+    base = _zone_query(Agg("mean", "occupancy"), over_time=True)
+    target = _target().select_computed(base, _percent_of_capacity("mean"), "percent")
+    return (
+        _over_time(
+            "Percent of capacity",
+            f"Occupancy over capacity; busy from {BUSY_PERCENT:.0f}%, full at {FULL_PERCENT:.0f}%.",
+        )
+        .with_target(target)
+        .unit(units.Percent)
+        .decimals(0)
+        .axis_soft_max(FULL_PERCENT)
+        .thresholds(_load_thresholds())
+        .thresholds_style(
+            common_b.GraphThresholdsStyleConfig().mode(common.GraphTresholdsStyleMode.DASHED)
+        )
+        .span(16)
+    )
+
+
+def _current_load_panel() -> bargauge.Panel:
+    base = _zone_query(Agg("last", "occupancy"), over_time=False)
+    target = _target().select_computed(base, _percent_of_capacity("last"), "percent")
+    return (
+        bargauge.Panel()
+        .title("Current load")
+        .description("Each zone's occupancy now, as a share of its capacity.")
+        .datasource(_DS)
+        .with_target(target)
+        .unit(units.Percent)
+        .decimals(0)
+        .min(0)
+        .max(120)
+        .thresholds(_load_thresholds())
+        .reduce_options(_last_value())
+        .display_mode(common.BarGaugeDisplayMode.BASIC)
+        .orientation(common.VizOrientation.HORIZONTAL)
+        .show_unfilled(True)
+        .height(9)
+        .span(8)
+    )
+
+
+def _free_seats_panel() -> timeseries.Panel:
+    q = _zone_query(Agg("last", "seats_free"), over_time=True)
+    return (
+        _over_time(
+            "Free seats per zone",
+            "Seats free in each zone; held (a bag, nobody there) and unknown seats are not free.",
+        )
+        .with_target(_target().select(q))
+        .unit(units.Short)
+        .decimals(0)
+        .thresholds(_plain_thresholds())
+        .span(24)
+    )
+
+
+def _datasource_variable() -> dash_b.DatasourceVariable:
+    return (
+        dash_b.DatasourceVariable("datasource")
+        .label("Data source")
+        .type(DATASOURCE_TYPE)
+        .current(
+            dash_m.VariableOption(selected=True, text="StackPulse InfluxDB", value=DATASOURCE_UID)
+        )
+    )
+
+
+def _site_variable() -> dash_b.QueryVariable:
+    return (
+        dash_b.QueryVariable("site")
+        .label("Site")
+        .datasource(_DS)
+        .query(show_tag_values(ZONE_OCCUPANCY, "site"))
+        .refresh(dash_m.VariableRefresh.ON_TIME_RANGE_CHANGED)
+        .sort(dash_m.VariableSort.ALPHABETICAL_ASC)
+        .multi(False)
+        .include_all(False)
+    )
+
+
+def occupancy_dashboard() -> dash_m.Dashboard:
+    """Zone occupancy, load and free seats of one site, from the zone_occupancy snapshots."""
+    board = (
+        dash_b.Dashboard("StackPulse — Occupancy")
+        .uid(OCCUPANCY_UID)
+        .description("How full each zone of a library site is, and how many seats are free.")
+        .tags(["stackpulse", "occupancy"])
+        .readonly()  # edits belong in dashboards/build.py; the JSON is generated
+        .timezone("browser")
+        .tooltip(dash_m.DashboardCursorSync.CROSSHAIR)
+        .time("now-12h", "now")
+        .refresh("10s")
+        .with_variable(_datasource_variable())
+        .with_variable(_site_variable())
+    )
+    panels: list[PanelBuilder] = [
+        _occupancy_panel(),
+        _current_occupancy_panel(),
+        _percent_panel(),
+        _current_load_panel(),
+        _free_seats_panel(),
+    ]
+    for panel_id, panel in enumerate(panels, start=1):
+        # Fixed ids keep links to a panel (viewPanel=N) and the committed JSON stable.
+        board.with_panel(panel.id(panel_id))
+    return board.build()
+
+
+DASHBOARDS: Final[dict[str, Callable[[], dash_m.Dashboard]]] = {
+    "occupancy.json": occupancy_dashboard,
+}
+"""Generated file name -> the function that builds its dashboard."""
+
+
+def to_json_text(board: dash_m.Dashboard) -> str:
+    """Stable JSON text: sorted keys, so a change in code shows as a small diff."""
+    text = json.dumps(board, cls=JSONEncoder, indent=2, sort_keys=True, ensure_ascii=False)
+    return text + "\n"
+
+
+def build_all() -> dict[str, str]:
+    """File name -> JSON text of every dashboard."""
+    return {name: to_json_text(make()) for name, make in DASHBOARDS.items()}

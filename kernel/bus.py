@@ -1,0 +1,82 @@
+"""MQTT adapter: broker URLs and clients with the house defaults (bounded, timed)."""
+
+from __future__ import annotations
+
+import ssl
+from dataclasses import dataclass
+from urllib.parse import unquote, urlsplit
+
+import aiomqtt
+
+DEFAULT_PORTS = {"mqtt": 1883, "mqtts": 8883}
+
+
+class BrokerUrlError(ValueError):
+    """A broker URL we cannot use; the message says what to fix."""
+
+
+@dataclass(frozen=True, slots=True)
+class BrokerAddress:
+    host: str
+    port: int
+    tls: bool = False
+    username: str | None = None
+    password: str | None = None
+
+    def __str__(self) -> str:  # never print the password
+        scheme = "mqtts" if self.tls else "mqtt"
+        user = f"{self.username}@" if self.username else ""
+        return f"{scheme}://{user}{self.host}:{self.port}"
+
+
+def parse_broker_url(url: str) -> BrokerAddress:
+    """`mqtt://[user:password@]host[:port]` or `mqtts://...` for TLS."""
+    parts = urlsplit(url)
+    if parts.scheme not in DEFAULT_PORTS:
+        raise BrokerUrlError(
+            f"broker URL {url!r}: scheme must be mqtt:// or mqtts://, e.g. mqtt://127.0.0.1:1883"
+        )
+    if not parts.hostname:
+        raise BrokerUrlError(f"broker URL {url!r}: no host")
+    try:
+        port = parts.port or DEFAULT_PORTS[parts.scheme]
+    except ValueError:
+        raise BrokerUrlError(f"broker URL {url!r}: the port is not a number 1-65535") from None
+    if parts.path not in ("", "/"):
+        raise BrokerUrlError(f"broker URL {url!r}: takes no path")
+    return BrokerAddress(
+        host=parts.hostname,
+        port=port,
+        tls=parts.scheme == "mqtts",
+        username=unquote(parts.username) if parts.username else None,
+        password=unquote(parts.password) if parts.password else None,
+    )
+
+
+def client(
+    addr: BrokerAddress,
+    *,
+    identifier: str | None = None,
+    will: aiomqtt.Will | None = None,
+    clean_session: bool | None = None,
+    max_queued_incoming: int = 10_000,
+    max_inflight: int = 100,
+    keepalive: int = 30,
+    timeout: float = 10.0,
+) -> aiomqtt.Client:
+    """An MQTT 3.1.1 client (every broker we support speaks it) with bounded queues."""
+    return aiomqtt.Client(
+        addr.host,
+        addr.port,
+        username=addr.username,
+        password=addr.password,
+        identifier=identifier,
+        protocol=aiomqtt.ProtocolVersion.V311,
+        will=will,
+        clean_session=clean_session,
+        keepalive=keepalive,
+        timeout=timeout,
+        max_queued_incoming_messages=max_queued_incoming,
+        max_inflight_messages=max_inflight,
+        tls_context=ssl.create_default_context() if addr.tls else None,
+    )

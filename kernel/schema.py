@@ -1,0 +1,143 @@
+"""The time-series schema: which measurement, tags and fields each signal becomes.
+
+Rules that keep every InfluxDB generation happy: a small fixed tag set per measurement
+(no item or person ids as tags), never a tag and a field of the same name, and
+timestamps fixed at capture so that a replay overwrites instead of doubling.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from kernel.models import CircData, GateData, SeatData, ShelfData, StatusMessage
+from kernel.store.base import Point
+
+GATE = "gate"
+SEAT = "seat"
+SHELF = "shelf"
+CIRC = "circ"
+DEVICE_STATUS = "device_status"
+ZONE_OCCUPANCY = "zone_occupancy"
+
+_NS_PER_MS = 1_000_000
+
+
+def to_ns(ts: datetime) -> int:
+    """Nanoseconds since the epoch, exact (no float rounding)."""
+    delta = ts - _EPOCH
+    return (delta.days * 86_400 + delta.seconds) * 1_000_000_000 + delta.microseconds * 1_000
+
+
+def capture_ns(ts: datetime, seq: int) -> int:
+    """The point's timestamp: the capture time to the millisecond, `seq` below it.
+
+    Devices stamp to the millisecond; two messages of one device in the same millisecond
+    would otherwise land on the same series and time, and InfluxDB keeps only the last.
+    Putting `seq` in the unused sub-millisecond digits keeps them apart and keeps the
+    timestamp a pure function of the message, so a replay overwrites itself.
+    """
+    return to_ns(ts) // _NS_PER_MS * _NS_PER_MS + seq % _NS_PER_MS
+
+
+def gate_point(site: str, device: str, msg: GateData, ts: datetime, corrected: bool) -> Point:
+    return Point(
+        GATE,
+        {"site": site, "device": device},
+        {
+            "in_total": msg.in_,
+            "out_total": msg.out,
+            "boot": msg.boot,
+            "seq": msg.seq,
+            "clock_corrected": corrected,
+        },
+        capture_ns(ts, msg.seq),
+    )
+
+
+def seat_point(
+    site: str, device: str, seat: str, zone: str, msg: SeatData, ts: datetime, corrected: bool
+) -> Point:
+    fields: dict[str, float | int | str | bool] = {
+        "presence": msg.presence,
+        "person": int(msg.presence == "person"),
+        "boot": msg.boot,
+        "seq": msg.seq,
+        "clock_corrected": corrected,
+    }
+    if msg.battery is not None:
+        fields["battery"] = msg.battery
+    return Point(
+        SEAT,
+        {"site": site, "device": device, "seat": seat, "zone": zone},
+        fields,
+        capture_ns(ts, msg.seq),
+    )
+
+
+def shelf_point(site: str, device: str, msg: ShelfData, ts: datetime, corrected: bool) -> Point:
+    return Point(
+        SHELF,
+        {"site": site, "device": device, "section": msg.section},
+        {
+            "sweep": msg.sweep,
+            "part": msg.part,
+            "parts": msg.parts,
+            "item_count": len(msg.items),
+            "items": ",".join(i.id for i in msg.items),
+            "boot": msg.boot,
+            "seq": msg.seq,
+            "clock_corrected": corrected,
+        },
+        capture_ns(ts, msg.seq),
+    )
+
+
+def circ_point(site: str, device: str, msg: CircData, ts: datetime, corrected: bool) -> Point:
+    return Point(
+        CIRC,
+        {"site": site, "device": device, "action": msg.action},
+        {"item": msg.item, "boot": msg.boot, "seq": msg.seq, "clock_corrected": corrected},
+        capture_ns(ts, msg.seq),
+    )
+
+
+def status_point(site: str, kind: str, device: str, msg: StatusMessage, ts: datetime) -> Point:
+    fields: dict[str, float | int | str | bool] = {"online": msg.online}
+    if msg.boot is not None:
+        fields["boot"] = msg.boot
+    if msg.fw is not None:
+        fields["fw"] = msg.fw
+    return Point(DEVICE_STATUS, {"site": site, "kind": kind, "device": device}, fields, to_ns(ts))
+
+
+def zone_point(
+    site: str,
+    zone: str,
+    floor: int,
+    *,
+    occupancy: int,
+    capacity: int,
+    seats_total: int,
+    seats_free: int,
+    seats_occupied: int,
+    seats_held: int,
+    seats_unknown: int,
+    ts: datetime,
+) -> Point:
+    return Point(
+        ZONE_OCCUPANCY,
+        {"site": site, "zone": zone, "floor": str(floor)},
+        {
+            "occupancy": occupancy,
+            "capacity": capacity,
+            "seats_total": seats_total,
+            "seats_free": seats_free,
+            "seats_occupied": seats_occupied,
+            "seats_held": seats_held,
+            "seats_unknown": seats_unknown,
+        },
+        to_ns(ts),
+    )
+
+
+_EPOCH = datetime.fromisoformat("1970-01-01T00:00:00+00:00")

@@ -1,0 +1,40 @@
+"""Deployment settings: options win over STACKPULSE_* variables, which win over defaults."""
+
+from __future__ import annotations
+
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from kernel.topics import DEFAULT_ROOT
+
+
+class SettingsError(ValueError):
+    """A setting that cannot work; the message names the option, the variable and why."""
+
+    def __init__(self, option: str, problem: str) -> None:
+        variable = "STACKPULSE_" + option.removeprefix("--").replace("-", "_").upper()
+        super().__init__(f"{option} ({variable}): {problem}")
+        self.option = option
+
+
+class Settings(BaseSettings):
+    """What every StackPulse process may be told (protocol.md section 6)."""
+
+    model_config = SettingsConfigDict(env_prefix="STACKPULSE_", extra="ignore")
+
+    layout: str = "examples/main/layout.yaml"  # several layouts: comma-separated paths
+    broker: str = "mqtt://127.0.0.1:1883"
+    store: str = "influxdb://127.0.0.1:8086/stackpulse"
+    db: str = "sqlite:///var/lib/stackpulse/state.db"
+    http: str = "127.0.0.1:8000"
+    root: str = DEFAULT_ROOT
+    clock: str = "system"
+    log_level: str = "INFO"
+
+    def layout_paths(self) -> list[str]:
+        return [p.strip() for p in self.layout.split(",") if p.strip()]
+
+    def http_bind(self) -> tuple[str, int]:
+        host, sep, port = self.http.rpartition(":")
+        if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise SettingsError("--http", f"{self.http!r} is not HOST:PORT, e.g. 127.0.0.1:8000")
+        return host.strip("[]"), int(port)

@@ -1,0 +1,36 @@
+"""Time-series stores: InfluxDB over its v1 HTTP API, or embedded SQLite, behind one interface."""
+
+from kernel.store.base import (
+    FieldValue,
+    Point,
+    Row,
+    SeriesStore,
+    StoreError,
+    StoreRejected,
+    StoreUnavailable,
+)
+from kernel.store.factory import open_store
+from kernel.store.influx import InfluxStore, parse_influx_url
+from kernel.store.influxql import Agg, Query, TagEq, render
+from kernel.store.lineprotocol import encode_point, encode_points
+from kernel.store.sqlite import SqliteStore
+
+__all__ = [
+    "Agg",
+    "FieldValue",
+    "InfluxStore",
+    "Point",
+    "Query",
+    "Row",
+    "SeriesStore",
+    "SqliteStore",
+    "StoreError",
+    "StoreRejected",
+    "StoreUnavailable",
+    "TagEq",
+    "encode_point",
+    "encode_points",
+    "open_store",
+    "parse_influx_url",
+    "render",
+]

@@ -1,0 +1,87 @@
+"""The HTTP application: API routers, the student page and its assets, a health check."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from importlib import metadata
+from typing import Annotated
+
+from fastapi import APIRouter, FastAPI, HTTPException, Path
+from fastapi.responses import FileResponse
+from fastapi.staticfiles import StaticFiles
+from pydantic import BaseModel
+
+from kernel.layout import Layout
+from services.occupancy.routes import STATIC_DIR, occupancy_router
+from services.occupancy.view import OccupancyView
+
+DESCRIPTION = """Live library signals: how full each zone is and which seats are free.
+Public endpoints need no authentication; times are RFC 3339 in UTC."""
+
+
+class SiteInfo(BaseModel):
+    id: str
+    name: str
+    timezone: str
+
+
+class Health(BaseModel):
+    status: str
+
+
+def _version() -> str:
+    try:
+        return metadata.version("stackpulse")
+    except metadata.PackageNotFoundError:  # run from a checkout, not installed
+        return "0.1.0"
+
+
+def sites_router(layouts: Sequence[Layout]) -> APIRouter:
+    """`GET /api/v1/sites`: the buildings this deployment serves, in layout order."""
+    router = APIRouter(prefix="/api/v1", tags=["sites"])
+    sites = [SiteInfo(id=lay.site, name=lay.name, timezone=lay.timezone) for lay in layouts]
+
+    @router.get("/sites")
+    async def list_sites() -> list[SiteInfo]:
+        return sites
+
+    return router
+
+
+def build_app(
+    view: OccupancyView,
+    layouts: Sequence[Layout],
+    *,
+    routers: Sequence[APIRouter] = (),
+    ping_seconds: float = 15.0,
+) -> FastAPI:
+    """Compose the public API and pages over `view`; `routers` adds other services' routes."""
+    if not layouts:
+        raise ValueError("build_app needs at least one site layout")
+    known = {lay.site for lay in layouts}
+    app = FastAPI(title="StackPulse", version=_version(), description=DESCRIPTION)
+    app.include_router(sites_router(layouts))
+    app.include_router(occupancy_router(view, layouts, ping_seconds=ping_seconds))
+    for router in routers:
+        app.include_router(router)
+    app.mount("/static/occupancy", StaticFiles(directory=STATIC_DIR), name="occupancy-static")
+    page = STATIC_DIR / "index.html"
+    no_cache = {"Cache-Control": "no-cache"}
+
+    @app.get("/", include_in_schema=False)
+    async def student_page() -> FileResponse:
+        return FileResponse(page, headers=no_cache)
+
+    @app.get("/sites/{site}", include_in_schema=False)
+    async def site_page(site: Annotated[str, Path(max_length=32)]) -> FileResponse:
+        if site not in known:
+            raise HTTPException(
+                404, f"unknown site {site!r}; known sites: {', '.join(sorted(known))}"
+            )
+        return FileResponse(page, headers=no_cache)
+
+    @app.get("/healthz", tags=["operations"])
+    async def healthz() -> Health:
+        return Health(status="ok")
+
+    return app

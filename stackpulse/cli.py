@@ -1,0 +1,166 @@
+"""The `stackpulse` command: the composition root, the one module that imports everything."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import sys
+import tempfile
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from kernel.clock import ScaledClock
+from kernel.layout import Layout
+from kernel.settings import Settings, SettingsError
+from stackpulse.broker import embedded_broker
+from stackpulse.runtime import COMPONENTS, Runtime, prepare, run_components
+
+log = logging.getLogger("stackpulse")
+
+SETTING_OPTIONS = ("layout", "broker", "store", "db", "http", "root", "clock", "log_level")
+
+
+def _add_settings(p: argparse.ArgumentParser, *names: str) -> None:
+    helps = {
+        "layout": "site layout YAML (comma-separated for several sites)",
+        "broker": "MQTT broker URL, mqtt://[user:password@]host:port or mqtts://",
+        "store": "time-series store URL, influxdb://host:8086/db or sqlite:///path.db",
+        "db": "state database URL, sqlite:///path.db or postgresql://user@host/db",
+        "http": "HOST:PORT for the HTTP API and pages",
+        "root": "topic root (default lib/v1)",
+        "clock": "'system', or sim:<RFC 3339 start>x<speed> for simulated time",
+        "log_level": "DEBUG, INFO, WARNING or ERROR",
+    }
+    for name in names:
+        p.add_argument("--" + name.replace("_", "-"), dest=name, help=helps[name])
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="stackpulse", description="Live occupancy, seats and shelves of a library."
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    demo = sub.add_parser("demo", help="everything in one process on the embedded default")
+    _add_settings(demo, "layout", "store", "http", "log_level")
+    demo.add_argument("--speed", type=float, default=60.0, help="simulated seconds per second")
+    demo.add_argument("--seed", type=int, default=1)
+
+    run = sub.add_parser("run", help="run components against a real broker and store")
+    run.add_argument("component", choices=[*COMPONENTS, "inventory", "alerts", "all"])
+    _add_settings(run, *SETTING_OPTIONS)
+
+    sim = sub.add_parser("simulate", help="publish a simulated library to a broker")
+    _add_settings(sim, "layout", "broker", "root", "log_level")
+    sim.add_argument("--speed", type=float, default=1.0, help="simulated seconds per second")
+    sim.add_argument("--seed", type=int, default=1)
+    sim.add_argument("--start", help="simulated start time, RFC 3339 (default: now)")
+    sim.add_argument("--duration", type=float, help="stop after this many wall seconds")
+    return parser
+
+
+def settings_from(args: argparse.Namespace) -> Settings:
+    given = {k: v for k in SETTING_OPTIONS if (v := getattr(args, k, None)) is not None}
+    return Settings(**given)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    settings = settings_from(args)
+    logging.basicConfig(
+        level=settings.log_level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    try:
+        if args.command == "demo":
+            return asyncio.run(_demo(settings, args.speed, args.seed))
+        if args.command == "run":
+            return asyncio.run(_run(settings, args.component))
+        return asyncio.run(_simulate(settings, args))
+    except SettingsError as err:
+        print(f"stackpulse: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+async def _run(settings: Settings, component: str) -> int:
+    if component in ("inventory", "alerts"):
+        raise SettingsError("run", f"the {component} service is not part of this release yet")
+    rt = prepare(settings)
+    components = COMPONENTS if component == "all" else (component,)
+    await run_components(rt, components)
+    return 0
+
+
+def opening_time(layout: Layout, day: datetime) -> datetime:
+    """A little before the site opens on `day` (its own time zone), for a demo to start at."""
+    opening = layout.hours_for(day.date()) if hasattr(layout, "hours_for") else None
+    if opening is None:
+        return day
+    open_at = opening[0]
+    return open_at.astimezone(UTC) - timedelta(minutes=10)
+
+
+async def _demo(settings: Settings, speed: float, seed: int) -> int:
+
+    with contextlib.ExitStack() as files:
+        if "store" not in settings.model_fields_set:
+            tmp = files.enter_context(tempfile.TemporaryDirectory(prefix="stackpulse-demo-"))
+            settings.store = f"sqlite:///{Path(tmp) / 'series.db'}"
+        async with embedded_broker() as broker:
+            settings.broker = f"mqtt://{broker.host}:{broker.port}"
+            rt = prepare(settings)
+            layout = rt.layouts[0]
+            start = opening_time(layout, datetime.now(UTC))
+            rt.clock = ScaledClock(start, speed)
+            host, port = settings.http_bind()
+            async with asyncio.TaskGroup() as tg:
+                tg.create_task(run_components(rt, ("gateway", "occupancy", "api")))
+                await asyncio.wait_for(rt.started.wait(), timeout=30)
+                print(
+                    f"StackPulse demo: {layout.name}, simulated from {start:%Y-%m-%d %H:%M} UTC "
+                    f"at {speed:g}x.\n  Student page: http://{host}:{port}/\n"
+                    f"  API:          http://{host}:{port}/docs\n"
+                    f"  Broker:       {settings.broker}  (Ctrl-C to stop)",
+                    flush=True,
+                )
+                for lay, path in zip(rt.layouts, rt.layout_files, strict=True):
+                    tg.create_task(_simulate_one(rt, lay, path, seed))
+    return 0
+
+
+async def _simulate_one(rt: Runtime, layout: Layout, path: Path, seed: int) -> None:
+    from simulators.run import run_simulation
+
+    catalog = (path.parent / layout.catalog) if layout.catalog else None
+    await run_simulation(
+        layout, rt.broker, root=rt.settings.root, clock=rt.clock, seed=seed, catalog_path=catalog
+    )
+
+
+async def _simulate(settings: Settings, args: argparse.Namespace) -> int:
+    from stackpulse.runtime import check_broker
+
+    rt = prepare(settings)
+    try:
+        start = datetime.fromisoformat(args.start) if args.start else datetime.now(UTC)
+    except ValueError:
+        raise SettingsError("--start", f"{args.start!r} is not an RFC 3339 time") from None
+    if start.tzinfo is None:
+        raise SettingsError("--start", "needs a UTC offset (Z)")
+    if args.speed <= 0:
+        raise SettingsError("--speed", "must be positive")
+    rt.clock = ScaledClock(start, args.speed)
+    await check_broker(rt.broker)
+    async with asyncio.timeout(args.duration), asyncio.TaskGroup() as tg:
+        for lay, path in zip(rt.layouts, rt.layout_files, strict=True):
+            tg.create_task(_simulate_one(rt, lay, path, args.seed))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,149 @@
+"""Builds real adapters from settings and runs the chosen components together."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Sequence
+from contextlib import AsyncExitStack
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import aiomqtt
+import uvicorn
+
+from gateway.decode import index_sites
+from gateway.service import Gateway, GatewaySettings
+from kernel.bus import BrokerAddress, BrokerUrlError, client, parse_broker_url
+from kernel.clock import Clock, parse_clock
+from kernel.layout import Layout, LayoutError, load_layout
+from kernel.settings import Settings, SettingsError
+from kernel.store.base import SeriesStore, StoreError
+from kernel.store.factory import open_store
+from services.occupancy.service import OccupancyService, OccupancySettings
+from services.occupancy.view import OccupancyView, run_view
+from stackpulse.api import build_app
+
+log = logging.getLogger("stackpulse")
+
+COMPONENTS = ("gateway", "occupancy", "api")
+
+
+@dataclass
+class Runtime:
+    """Everything a set of components needs, checked before anything starts."""
+
+    settings: Settings
+    layouts: list[Layout]
+    layout_files: list[Path]
+    broker: BrokerAddress
+    clock: Clock
+    store: SeriesStore | None = None
+    gateway: Gateway | None = None
+    occupancy: OccupancyService | None = None
+    view: OccupancyView | None = None
+    started: asyncio.Event = field(default_factory=asyncio.Event)
+
+
+def load_layouts(settings: Settings) -> tuple[list[Layout], list[Path]]:
+    paths = [Path(p) for p in settings.layout_paths()]
+    if not paths:
+        raise SettingsError("--layout", "no layout file given")
+    layouts = []
+    for p in paths:
+        try:
+            layouts.append(load_layout(p))
+        except LayoutError as err:
+            raise SettingsError("--layout", str(err)) from None
+    sites = [lay.site for lay in layouts]
+    if len(set(sites)) != len(sites):
+        raise SettingsError("--layout", f"two layouts describe the same site: {sites}")
+    return layouts, paths
+
+
+def prepare(settings: Settings) -> Runtime:
+    """Check what can be checked without the network; raise SettingsError naming the setting."""
+    layouts, files = load_layouts(settings)
+    try:
+        broker = parse_broker_url(settings.broker)
+    except BrokerUrlError as err:
+        raise SettingsError("--broker", str(err)) from None
+    try:
+        clock = parse_clock(settings.clock)
+    except ValueError as err:
+        raise SettingsError("--clock", str(err)) from None
+    settings.http_bind()
+    return Runtime(settings, layouts, files, broker, clock)
+
+
+async def check_broker(broker: BrokerAddress, timeout: float = 5.0) -> None:
+    try:
+        async with asyncio.timeout(timeout), client(broker, timeout=timeout):
+            pass
+    except (aiomqtt.MqttError, OSError, TimeoutError) as err:
+        raise SettingsError(
+            "--broker", f"cannot connect to {broker}: {err or 'timed out'}"
+        ) from None
+
+
+async def open_checked_store(url: str) -> SeriesStore:
+    try:
+        store = open_store(url)
+    except ValueError as err:
+        raise SettingsError("--store", str(err)) from None
+    try:
+        await store.ping()
+    except StoreError as err:
+        await store.close()
+        raise SettingsError("--store", str(err)) from None
+    return store
+
+
+async def run_components(rt: Runtime, components: Sequence[str]) -> None:
+    """Run the named components until cancelled."""
+    s = rt.settings
+    await check_broker(rt.broker)
+    async with AsyncExitStack() as stack, asyncio.TaskGroup() as tg:
+        if "gateway" in components or "occupancy" in components:
+            rt.store = await open_checked_store(s.store)
+            stack.push_async_callback(rt.store.close)
+        if "gateway" in components:
+            assert rt.store is not None
+            rt.gateway = Gateway(
+                index_sites(rt.layouts), rt.store, rt.clock, GatewaySettings(root=s.root)
+            )
+            tg.create_task(rt.gateway.run(rt.broker), name="gateway")
+        if "occupancy" in components:
+            assert rt.store is not None
+            rt.occupancy = OccupancyService(
+                rt.layouts, rt.store, rt.clock, OccupancySettings(root=s.root)
+            )
+            tg.create_task(rt.occupancy.run(rt.broker), name="occupancy")
+        if "api" in components:
+            rt.view = OccupancyView(s.root)
+            tg.create_task(_view_loop(rt.view, rt.broker, s.root), name="api-view")
+            tg.create_task(_serve_http(rt, build_app(rt.view, rt.layouts)), name="api-http")
+        rt.started.set()
+
+
+async def _view_loop(view: OccupancyView, broker: BrokerAddress, root: str) -> None:
+    delay = 0.5
+    while True:
+        try:
+            async with client(broker) as mqtt:
+                delay = 0.5
+                await run_view(view, mqtt, root)
+        except aiomqtt.MqttError as err:
+            log.warning("api view lost the broker: %s; reconnecting", err)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 30.0)
+
+
+async def _serve_http(rt: Runtime, app: object) -> None:
+    host, port = rt.settings.http_bind()
+    config = uvicorn.Config(app, host=host, port=port, log_level="warning", lifespan="off")  # type: ignore[arg-type]
+    server = uvicorn.Server(config)
+    try:
+        await server.serve()
+    except SystemExit:
+        raise SettingsError("--http", f"cannot listen on {host}:{port} (in use?)") from None

@@ -1,0 +1,20 @@
+"""Fixtures every test can use; each group lives in tests/support and is imported here."""
+
+import sys
+from pathlib import Path
+
+# The repository root, so `tests.support` imports the same way however pytest is started.
+_ROOT = str(Path(__file__).resolve().parent.parent)
+if _ROOT not in sys.path:
+    sys.path.insert(0, _ROOT)
+
+from tests.support.procs import (  # noqa: E402
+    fresh_influxdb,
+    fresh_mosquitto,
+    influx_db,
+    influxdb,
+    mosquitto,
+    mqtt_root,
+)
+
+__all__ = ["fresh_influxdb", "fresh_mosquitto", "influx_db", "influxdb", "mosquitto", "mqtt_root"]
