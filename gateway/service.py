@@ -15,6 +15,7 @@ from gateway.decode import Accepted, SiteIndex, decode
 from gateway.dedup import Deduplicator
 from gateway.metrics import GatewayMetrics
 from gateway.writer import BatchWriter
+from kernel.aio import raise_if_cancelling
 from kernel.bus import BrokerAddress, client
 from kernel.clock import Clock
 from kernel.store.base import SeriesStore
@@ -88,6 +89,7 @@ class Gateway:
     async def _connection_loop(self, broker: BrokerAddress) -> None:
         delay = 0.5
         while True:
+            raise_if_cancelling()
             try:
                 async with client(
                     broker,
@@ -100,8 +102,12 @@ class Gateway:
                     self.connected.set()
                     log.info("gateway connected to %s", broker)
                     delay = 0.5
-                    async for message in mqtt.messages:
-                        await self.handle(mqtt, message.topic.value, _payload_bytes(message))
+                    try:
+                        async for message in mqtt.messages:
+                            raise_if_cancelling()
+                            await self.handle(mqtt, message.topic.value, _payload_bytes(message))
+                    finally:
+                        await self._abandon_pending()
             except aiomqtt.MqttError as err:
                 self.connected.clear()
                 log.warning("broker %s: %s; reconnecting in ~%.1fs", broker, err, delay)
@@ -135,12 +141,24 @@ class Gateway:
             retain=ev.channel is Channel.STATUS,
         )
 
+    async def _abandon_pending(self) -> None:
+        """The connection is gone: publishes still waiting for their PUBACK never will."""
+        if not self._pending:
+            return
+        log.warning(
+            "%d event publishes were in flight when the connection ended", len(self._pending)
+        )
+        for task in list(self._pending):
+            task.cancel()
+        await asyncio.wait(list(self._pending), timeout=5)
+
     async def _publish(
         self, mqtt: aiomqtt.Client, topic: str, body: bytes, *, retain: bool
     ) -> None:
         # Publishing without awaiting each PUBACK keeps the receive loop moving; tasks
         # start in creation order, so per-device order is kept. The semaphore bounds them.
-        await asyncio.wait_for(self._inflight.acquire(), timeout=30)
+        async with asyncio.timeout(30):
+            await self._inflight.acquire()
         task = asyncio.create_task(self._publish_one(mqtt, topic, body, retain))
         self._pending.add(task)
         task.add_done_callback(self._pending.discard)

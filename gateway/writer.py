@@ -9,6 +9,7 @@ import time
 from collections.abc import Sequence
 
 from gateway.metrics import GatewayMetrics
+from kernel.aio import raise_if_cancelling
 from kernel.store.base import Point, SeriesStore, StoreError, StoreRejected
 
 log = logging.getLogger("stackpulse.gateway.writer")
@@ -45,11 +46,13 @@ class BatchWriter:
         """Write batches until cancelled; on cancel, flush what is queued (bounded in time)."""
         try:
             while True:
+                raise_if_cancelling()
                 batch = await self._collect()
                 if batch:
                     await self._write_until_done(batch)
         except asyncio.CancelledError:
-            await asyncio.wait_for(self._drain(), timeout=10.0)
+            async with asyncio.timeout(10.0):
+                await self._drain()
             raise
 
     async def _drain(self) -> None:
@@ -67,7 +70,8 @@ class BatchWriter:
             if len(batch) >= self._batch_size or remaining <= 0:
                 break
             try:
-                batch.append(await asyncio.wait_for(self._queue.get(), timeout=remaining))
+                async with asyncio.timeout(remaining):
+                    batch.append(await self._queue.get())
             except TimeoutError:
                 break
         return batch
@@ -84,6 +88,7 @@ class BatchWriter:
     async def _write_until_done(self, batch: list[Point]) -> None:
         delay = 0.2
         while True:
+            raise_if_cancelling()
             try:
                 await self._write_once(batch)
                 return

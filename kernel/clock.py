@@ -43,6 +43,7 @@ class ScaledClock:
     start: datetime
     speed: float = 1.0
     _wall0: float = field(default_factory=time.monotonic)
+    _paused_at: datetime | None = None
 
     def __post_init__(self) -> None:
         if self.speed <= 0:
@@ -51,10 +52,28 @@ class ScaledClock:
             raise ValueError("clock start must be timezone-aware")
 
     def now(self) -> datetime:
+        if self._paused_at is not None:
+            return self._paused_at
         return self.start + timedelta(seconds=(time.monotonic() - self._wall0) * self.speed)
 
     async def sleep(self, seconds: float) -> None:
         await asyncio.sleep(max(0.0, seconds) / self.speed)
+
+    def pause(self) -> None:
+        """Stop time (a demo on hold, a test taking a consistent look)."""
+        self._paused_at = self.now()
+
+    def resume(self) -> None:
+        """Go on from where time was paused."""
+        if self._paused_at is not None:
+            self.start, self._wall0, self._paused_at = self._paused_at, time.monotonic(), None
+
+    def advance(self, seconds: float) -> None:
+        """Jump forward (paused or not)."""
+        if self._paused_at is not None:
+            self._paused_at += timedelta(seconds=seconds)
+        else:
+            self.start += timedelta(seconds=seconds)
 
 
 def parse_clock(spec: str) -> Clock:

@@ -96,13 +96,14 @@ async def _run(settings: Settings, component: str) -> int:
     return 0
 
 
-def opening_time(layout: Layout, day: datetime) -> datetime:
-    """A little before the site opens on `day` (its own time zone), for a demo to start at."""
-    opening = layout.hours_for(day.date()) if hasattr(layout, "hours_for") else None
-    if opening is None:
-        return day
-    open_at = opening[0]
-    return open_at.astimezone(UTC) - timedelta(minutes=10)
+def opening_time(layout: Layout, now: datetime) -> datetime:
+    """A little before the site opens today (its own time zone), for a demo to start at."""
+    local_day = now.astimezone(layout.tz).date()
+    for offset in range(8):  # the next day it opens at all
+        hours = layout.hours_for(local_day + timedelta(days=offset))
+        if hours is not None:
+            return hours[0].astimezone(UTC) - timedelta(minutes=10)
+    return now
 
 
 async def _demo(settings: Settings, speed: float, seed: int) -> int:
@@ -128,17 +129,25 @@ async def _demo(settings: Settings, speed: float, seed: int) -> int:
                     f"  Broker:       {settings.broker}  (Ctrl-C to stop)",
                     flush=True,
                 )
-                for lay, path in zip(rt.layouts, rt.layout_files, strict=True):
-                    tg.create_task(_simulate_one(rt, lay, path, seed))
+                for lay in rt.layouts:
+                    tg.create_task(_simulate_one(rt, lay, seed))
     return 0
 
 
-async def _simulate_one(rt: Runtime, layout: Layout, path: Path, seed: int) -> None:
+async def _simulate_one(
+    rt: Runtime, layout: Layout, seed: int, duration: float | None = None
+) -> None:
     from simulators.run import run_simulation
 
-    catalog = (path.parent / layout.catalog) if layout.catalog else None
+    catalog = Path(layout.catalog) if layout.catalog else None  # resolved by load_layout
     await run_simulation(
-        layout, rt.broker, root=rt.settings.root, clock=rt.clock, seed=seed, catalog_path=catalog
+        layout,
+        rt.broker,
+        root=rt.settings.root,
+        clock=rt.clock,
+        seed=seed,
+        catalog_path=catalog,
+        duration=duration,
     )
 
 
@@ -156,9 +165,11 @@ async def _simulate(settings: Settings, args: argparse.Namespace) -> int:
         raise SettingsError("--speed", "must be positive")
     rt.clock = ScaledClock(start, args.speed)
     await check_broker(rt.broker)
-    async with asyncio.timeout(args.duration), asyncio.TaskGroup() as tg:
-        for lay, path in zip(rt.layouts, rt.layout_files, strict=True):
-            tg.create_task(_simulate_one(rt, lay, path, args.seed))
+    # --duration is wall seconds; the simulator counts in its own (simulated) seconds.
+    duration = args.duration * args.speed if args.duration else None
+    async with asyncio.TaskGroup() as tg:
+        for lay in rt.layouts:
+            tg.create_task(_simulate_one(rt, lay, args.seed, duration))
     return 0
 
 

@@ -14,12 +14,14 @@ import uvicorn
 
 from gateway.decode import index_sites
 from gateway.service import Gateway, GatewaySettings
+from kernel.aio import raise_if_cancelling
 from kernel.bus import BrokerAddress, BrokerUrlError, client, parse_broker_url
 from kernel.clock import Clock, parse_clock
 from kernel.layout import Layout, LayoutError, load_layout
 from kernel.settings import Settings, SettingsError
-from kernel.store.base import SeriesStore, StoreError
+from kernel.store.base import SeriesStore, StoreError, StoreRejected
 from kernel.store.factory import open_store
+from kernel.store.influx import InfluxStore
 from services.occupancy.service import OccupancyService, OccupancySettings
 from services.occupancy.view import OccupancyView, run_view
 from stackpulse.api import build_app
@@ -93,10 +95,21 @@ async def open_checked_store(url: str) -> SeriesStore:
         raise SettingsError("--store", str(err)) from None
     try:
         await store.ping()
+        if isinstance(store, InfluxStore):
+            await _ensure_database(store)
     except StoreError as err:
         await store.close()
         raise SettingsError("--store", str(err)) from None
     return store
+
+
+async def _ensure_database(store: InfluxStore) -> None:
+    try:
+        await store.ensure_database()
+    except StoreRejected as err:
+        # InfluxDB 2.x/3.x make databases (buckets) their own way; a write will say if
+        # it is missing.
+        log.warning("could not create the database (%s); assuming it exists", err)
 
 
 async def run_components(rt: Runtime, components: Sequence[str]) -> None:
@@ -129,6 +142,7 @@ async def run_components(rt: Runtime, components: Sequence[str]) -> None:
 async def _view_loop(view: OccupancyView, broker: BrokerAddress, root: str) -> None:
     delay = 0.5
     while True:
+        raise_if_cancelling()
         try:
             async with client(broker) as mqtt:
                 delay = 0.5

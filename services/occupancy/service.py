@@ -13,6 +13,7 @@ from datetime import datetime, timedelta
 import aiomqtt
 from pydantic import ValidationError
 
+from kernel.aio import raise_if_cancelling
 from kernel.bus import BrokerAddress, client
 from kernel.clock import Clock
 from kernel.layout import Layout
@@ -192,6 +193,7 @@ class OccupancyService:
     async def _connection_loop(self, broker: BrokerAddress) -> None:
         delay = 0.5
         while True:
+            raise_if_cancelling()
             try:
                 async with client(broker, identifier=self.settings.client_id) as mqtt:
                     await mqtt.subscribe(event_subscription(self.settings.root), qos=1, timeout=10)
@@ -203,6 +205,7 @@ class OccupancyService:
                         self.ready.set()
                         delay = 0.5
                         async for message in mqtt.messages:
+                            raise_if_cancelling()
                             payload = message.payload
                             raw = payload if isinstance(payload, bytes) else str(payload).encode()
                             for out in self.apply(message.topic.value, raw):
@@ -214,15 +217,18 @@ class OccupancyService:
                 delay = min(delay * 2, 30.0)
 
     async def _enqueue(self, out: Outgoing) -> None:
-        await asyncio.wait_for(self._out.put(out), timeout=30)
+        async with asyncio.timeout(30):
+            await self._out.put(out)
 
     async def _publisher(self, mqtt: aiomqtt.Client) -> None:
         while True:
+            raise_if_cancelling()
             topic, body = await self._out.get()
             await mqtt.publish(topic, body, qos=1, retain=True, timeout=30)
 
     async def _ticker(self) -> None:
         while True:
+            raise_if_cancelling()
             await asyncio.sleep(self.settings.tick_seconds)
             now = self._clock.now()
             for site in self.sites.values():
@@ -231,6 +237,7 @@ class OccupancyService:
 
     async def _recorder(self) -> None:
         while True:
+            raise_if_cancelling()
             await self._clock.sleep(self.settings.record_every.total_seconds())
             now = self._clock.now()
             points = [p for site in self.sites.values() for p in site.zone_points(now)]
