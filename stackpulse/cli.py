@@ -59,6 +59,8 @@ def build_parser() -> argparse.ArgumentParser:
     sim.add_argument("--seed", type=int, default=1)
     sim.add_argument("--start", help="simulated start time, RFC 3339 (default: now)")
     sim.add_argument("--duration", type=float, help="stop after this many wall seconds")
+    dash = sub.add_parser("dashboards", help="build, check or push the Grafana dashboards")
+    dash.add_argument("args", nargs=argparse.REMAINDER, help="build [--check] | push --url URL")
     return parser
 
 
@@ -69,6 +71,10 @@ def settings_from(args: argparse.Namespace) -> Settings:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.command == "dashboards":
+        from dashboards.cli import main as dashboards_main
+
+        return dashboards_main(args.args)
     settings = settings_from(args)
     logging.basicConfig(
         level=settings.log_level.upper(),
