@@ -6,11 +6,13 @@ import argparse
 import asyncio
 import contextlib
 import logging
+import signal
 import sys
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Coroutine, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 from kernel.clock import ScaledClock
 from kernel.layout import Layout
@@ -82,15 +84,39 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     try:
         if args.command == "demo":
-            return asyncio.run(_demo(settings, args.speed, args.seed))
+            return asyncio.run(_until_signalled(_demo(settings, args.speed, args.seed)))
         if args.command == "run":
-            return asyncio.run(_run(settings, args.component))
-        return asyncio.run(_simulate(settings, args))
+            return asyncio.run(_until_signalled(_run(settings, args.component)))
+        return asyncio.run(_until_signalled(_simulate(settings, args)))
     except SettingsError as err:
         print(f"stackpulse: {err}", file=sys.stderr)
         return 2
+    except ExceptionGroup as group:  # raised by a component after the start, e.g. --http
+        found = group.subgroup(SettingsError)
+        if found is None:
+            raise
+        print(f"stackpulse: {_first(found)}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         return 130
+
+
+async def _until_signalled(work: Coroutine[Any, Any, int]) -> int:
+    """Run until done, or until SIGINT/SIGTERM asks every component to stop."""
+    task = asyncio.ensure_future(work)
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, task.cancel)
+    try:
+        return await task
+    except asyncio.CancelledError:
+        log.info("stopped")
+        return 0
+
+
+def _first(group: BaseExceptionGroup[SettingsError]) -> BaseException:
+    first = group.exceptions[0]
+    return _first(first) if isinstance(first, BaseExceptionGroup) else first
 
 
 async def _run(settings: Settings, component: str) -> int:

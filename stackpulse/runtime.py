@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,6 +17,7 @@ from gateway.decode import index_sites
 from gateway.service import Gateway, GatewaySettings
 from kernel.aio import raise_if_cancelling
 from kernel.bus import BrokerAddress, BrokerUrlError, client, parse_broker_url
+from kernel.catalog import CatalogError, load_catalog
 from kernel.clock import Clock, parse_clock
 from kernel.layout import Layout, LayoutError, load_layout
 from kernel.settings import Settings, SettingsError
@@ -60,7 +62,23 @@ def load_layouts(settings: Settings) -> tuple[list[Layout], list[Path]]:
     sites = [lay.site for lay in layouts]
     if len(set(sites)) != len(sites):
         raise SettingsError("--layout", f"two layouts describe the same site: {sites}")
+    for lay in layouts:
+        check_catalog(lay)
     return layouts, paths
+
+
+def check_catalog(layout: Layout) -> None:
+    """An unreadable catalog stops the start; bad rows are reported and the rest loads."""
+    if not layout.catalog:
+        return
+    try:
+        catalog = load_catalog(layout.catalog, layout)
+    except CatalogError as err:
+        raise SettingsError("--layout", f"catalog of site {layout.site!r}: {err}") from None
+    if catalog.error_count:
+        log.warning("%s", catalog.summary())
+        for problem in catalog.errors[:5]:
+            log.warning("  %s", problem)
 
 
 def prepare(settings: Settings) -> Runtime:
@@ -92,7 +110,8 @@ async def open_checked_store(url: str) -> SeriesStore:
     try:
         store = open_store(url)
     except ValueError as err:
-        raise SettingsError("--store", str(err)) from None
+        problem = str(err).removeprefix("--store/STACKPULSE_STORE: ")
+        raise SettingsError("--store", problem) from None
     try:
         await store.ping()
         if isinstance(store, InfluxStore):
@@ -113,30 +132,35 @@ async def _ensure_database(store: InfluxStore) -> None:
 
 
 async def run_components(rt: Runtime, components: Sequence[str]) -> None:
-    """Run the named components until cancelled."""
-    s = rt.settings
+    """Check the broker and the store, then run the named components until cancelled."""
     await check_broker(rt.broker)
-    async with AsyncExitStack() as stack, asyncio.TaskGroup() as tg:
+    async with AsyncExitStack() as stack:
         if "gateway" in components or "occupancy" in components:
-            rt.store = await open_checked_store(s.store)
+            rt.store = await open_checked_store(rt.settings.store)
             stack.push_async_callback(rt.store.close)
-        if "gateway" in components:
-            assert rt.store is not None
-            rt.gateway = Gateway(
-                index_sites(rt.layouts), rt.store, rt.clock, GatewaySettings(root=s.root)
-            )
-            tg.create_task(rt.gateway.run(rt.broker), name="gateway")
-        if "occupancy" in components:
-            assert rt.store is not None
-            rt.occupancy = OccupancyService(
-                rt.layouts, rt.store, rt.clock, OccupancySettings(root=s.root)
-            )
-            tg.create_task(rt.occupancy.run(rt.broker), name="occupancy")
-        if "api" in components:
-            rt.view = OccupancyView(s.root)
-            tg.create_task(_view_loop(rt.view, rt.broker, s.root), name="api-view")
-            tg.create_task(_serve_http(rt, build_app(rt.view, rt.layouts)), name="api-http")
-        rt.started.set()
+        async with asyncio.TaskGroup() as tg:
+            _start(rt, components, tg)
+            rt.started.set()
+
+
+def _start(rt: Runtime, components: Sequence[str], tg: asyncio.TaskGroup) -> None:
+    s = rt.settings
+    if "gateway" in components:
+        assert rt.store is not None
+        rt.gateway = Gateway(
+            index_sites(rt.layouts), rt.store, rt.clock, GatewaySettings(root=s.root)
+        )
+        tg.create_task(rt.gateway.run(rt.broker), name="gateway")
+    if "occupancy" in components:
+        assert rt.store is not None
+        rt.occupancy = OccupancyService(
+            rt.layouts, rt.store, rt.clock, OccupancySettings(root=s.root)
+        )
+        tg.create_task(rt.occupancy.run(rt.broker), name="occupancy")
+    if "api" in components:
+        rt.view = OccupancyView(s.root)
+        tg.create_task(_view_loop(rt.view, rt.broker, s.root), name="api-view")
+        tg.create_task(_serve_http(rt, build_app(rt.view, rt.layouts)), name="api-http")
 
 
 async def _view_loop(view: OccupancyView, broker: BrokerAddress, root: str) -> None:
@@ -153,10 +177,18 @@ async def _view_loop(view: OccupancyView, broker: BrokerAddress, root: str) -> N
             delay = min(delay * 2, 30.0)
 
 
+class _Server(uvicorn.Server):
+    """uvicorn without its own signal handling: the command stops every component at once."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
 async def _serve_http(rt: Runtime, app: object) -> None:
     host, port = rt.settings.http_bind()
     config = uvicorn.Config(app, host=host, port=port, log_level="warning", lifespan="off")  # type: ignore[arg-type]
-    server = uvicorn.Server(config)
+    server = _Server(config)
     try:
         await server.serve()
     except SystemExit:
