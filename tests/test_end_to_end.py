@@ -1,4 +1,4 @@
-"""Simulator -> Mosquitto -> gateway -> InfluxDB -> occupancy -> API, checked against ground truth."""
+"""Simulator -> Mosquitto -> gateway -> InfluxDB -> occupancy -> API, against ground truth."""
 
 from __future__ import annotations
 
@@ -47,9 +47,7 @@ async def _watch_gates(url: str, root: str, sent: dict[str, tuple[int, int, int,
             sent[gate] = max(sent.get(gate, key), key)
 
 
-def _zones_from_gates(
-    layout: Layout, sent: dict[str, tuple[int, int, int, int]]
-) -> dict[str, int]:
+def _zones_from_gates(layout: Layout, sent: dict[str, tuple[int, int, int, int]]) -> dict[str, int]:
     """People per zone from the gates' last totals (one boot each: no faults here)."""
     net = {z.id: 0 for z in layout.zones}
     for gate in layout.gates:
