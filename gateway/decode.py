@@ -187,7 +187,8 @@ def _event(
     corrected: bool,
     msg: DevicePayload,
 ) -> Event:
-    return Event(
+    # Every part is validated already: build without validating again (hot path).
+    return Event.model_construct(
         site=site,
         kind=kind,
         device=device,

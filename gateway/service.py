@@ -1,22 +1,39 @@
-"""The gateway loop: raw device topics in; events, dead letters and store points out."""
+"""The gateway: raw device topics in; events, dead letters and store points out.
+
+Hot path (one paho network thread, no asyncio hop per message): decode, deduplicate,
+append the point to the disk spool, publish the normalized event, and only then
+acknowledge the device message (paho `manual_ack`). A killed gateway therefore loses
+nothing it acknowledged, and the broker redelivers what it did not (persistent session,
+fixed client id, QoS 1). Store batching runs apart (gateway.writer) and never delays
+events. When the spool reaches its size bound the hot path stops reading: the broker
+queues for us (deliberate back-pressure), and the metric and log say so.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
-import random
+import os
+import tempfile
+import threading
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
 
-import aiomqtt
+import paho.mqtt.client as paho
+from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
 
 from gateway.decode import Accepted, SiteIndex, decode
 from gateway.dedup import Deduplicator
 from gateway.metrics import GatewayMetrics
-from gateway.writer import BatchWriter
-from kernel.aio import raise_if_cancelling
-from kernel.bus import BrokerAddress, client
+from gateway.spool import Spool, SpoolLocked
+from gateway.writer import SpoolWriter
+from kernel.bus import BrokerAddress
 from kernel.clock import Clock
 from kernel.store.base import SeriesStore
 from kernel.topics import Channel, device_subscriptions, event_topic
@@ -24,14 +41,40 @@ from kernel.topics import Channel, device_subscriptions, event_topic
 log = logging.getLogger("stackpulse.gateway")
 
 
+def _env_int(name: str, default: int) -> int:
+    value = os.environ.get(name, "")
+    return int(value) if value.strip().isdigit() else default
+
+
 @dataclass(frozen=True, slots=True)
 class GatewaySettings:
     root: str = "lib/v1"
-    client_id: str = "stackpulse-gateway"
-    batch_size: int = 5000
-    flush_interval: float = 0.5
-    max_queued_points: int = 50_000
+    client_id: str = field(
+        default_factory=lambda: os.environ.get("STACKPULSE_GATEWAY_CLIENT_ID", "stackpulse-gateway")
+    )
+    batch_size: int = 5000  # points per store write (one spool segment)
+    flush_interval: float = 0.5  # a partial batch is written after this many seconds
+    spool_dir: str = field(default_factory=lambda: os.environ.get("STACKPULSE_GATEWAY_SPOOL", ""))
+    max_spool_bytes: int = field(
+        default_factory=lambda: _env_int("STACKPULSE_GATEWAY_SPOOL_MAX_BYTES", 1 << 30)
+    )
+    # MQTT 5 shared subscription group ($share/<group>/...): several gateways split the load.
+    share_group: str = field(default_factory=lambda: os.environ.get("STACKPULSE_GATEWAY_SHARE", ""))
     max_inflight_publishes: int = 1000
+    max_queued_publishes: int = 100_000
+    keepalive: int = 30
+    metrics_port: int = field(
+        default_factory=lambda: _env_int("STACKPULSE_GATEWAY_METRICS_PORT", 0)
+    )
+
+    def spool_path(self, store: object = None) -> str:
+        """The spool directory: as set, or one per client id and store in the temp dir."""
+        if self.spool_dir:
+            return self.spool_dir
+        safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in self.client_id)
+        # Points spooled for one store must never be replayed into another.
+        which = hashlib.sha256(repr(store).encode()).hexdigest()[:12]
+        return str(Path(tempfile.gettempdir()) / f"stackpulse-spool-{safe}-{which}")
 
 
 class _LogLimiter:
@@ -63,76 +106,154 @@ class Gateway:
         clock: Clock,
         settings: GatewaySettings | None = None,
     ) -> None:
-        self.settings = settings or GatewaySettings()
+        self.settings = s = settings or GatewaySettings()
         self.metrics = GatewayMetrics()
         self._sites = sites
         self._clock = clock
         self._dedup = Deduplicator()
-        self._writer = BatchWriter(
-            store,
-            self.metrics,
-            batch_size=self.settings.batch_size,
-            flush_interval=self.settings.flush_interval,
-            max_queued=self.settings.max_queued_points,
+        self._spool = _open_spool(s, store)
+        self._writer = SpoolWriter(
+            store, self._spool, self.metrics, flush_interval=s.flush_interval
         )
         self._limiter = _LogLimiter()
-        self._inflight = asyncio.Semaphore(self.settings.max_inflight_publishes)
-        self._pending: set[asyncio.Task[None]] = set()
+        self._stopping = threading.Event()
+        self._up = False
+        # Our publish mid -> the device message mid acknowledged when the broker has it.
+        self._ack_after: dict[int, int] = {}
+        self.metrics.spool_bytes = lambda: self._spool.bytes
+        self.metrics.spool_segments = lambda: self._spool.sealed_segments
+        self.metrics.connected = lambda: self._up
         self.connected = asyncio.Event()
 
     async def run(self, broker: BrokerAddress) -> None:
-        """Run until cancelled: reconnect with jittered backoff, keep writing meanwhile."""
-        async with asyncio.TaskGroup() as tg:
-            tg.create_task(self._writer.run(), name="gateway-writer")
-            tg.create_task(self._connection_loop(broker), name="gateway-mqtt")
+        """Run until cancelled; the MQTT side reconnects by itself with backoff."""
+        loop = asyncio.get_running_loop()
+        if self.settings.metrics_port:
+            from prometheus_client import start_http_server
 
-    async def _connection_loop(self, broker: BrokerAddress) -> None:
-        delay = 0.5
-        while True:
-            raise_if_cancelling()
+            start_http_server(self.settings.metrics_port, registry=self.metrics.registry())
+        mqtt = self._make_client(loop)
+        done: asyncio.Future[None] = loop.create_future()
+
+        def network() -> None:
+            err: BaseException | None = None
             try:
-                async with client(
-                    broker,
-                    identifier=self.settings.client_id,
-                    clean_session=False,
-                    max_inflight=self.settings.max_inflight_publishes,
-                ) as mqtt:
-                    for sub in device_subscriptions(self.settings.root):
-                        await mqtt.subscribe(sub, qos=1, timeout=10)
-                    self.connected.set()
-                    log.info("gateway connected to %s", broker)
-                    delay = 0.5
-                    try:
-                        async for message in mqtt.messages:
-                            raise_if_cancelling()
-                            await self.handle(mqtt, message.topic.value, _payload_bytes(message))
-                    finally:
-                        await self._abandon_pending()
-            except aiomqtt.MqttError as err:
-                self.connected.clear()
-                log.warning("broker %s: %s; reconnecting in ~%.1fs", broker, err, delay)
-                await asyncio.sleep(delay * random.uniform(0.5, 1.5))
-                delay = min(delay * 2, 30.0)
+                mqtt.connect_async(
+                    broker.host, broker.port, self.settings.keepalive, **self._connect_kw()
+                )
+                mqtt.loop_forever(retry_first_connection=True)
+            except BaseException as e:  # reported to the awaiting task
+                err = e
+            loop.call_soon_threadsafe(_settle, done, err)
 
-    async def handle(self, mqtt: aiomqtt.Client, topic: str, raw: bytes) -> None:
-        self.metrics.received += 1
-        result = decode(self.settings.root, topic, raw, self._clock.now(), self._sites)
+        thread = threading.Thread(target=network, name="gateway-mqtt", daemon=True)
+        self._stopping.clear()
+        thread.start()
+        try:
+            async with asyncio.TaskGroup() as tg:
+                tg.create_task(self._writer.run(), name="gateway-writer")
+                tg.create_task(_watch(done), name="gateway-mqtt")
+        finally:
+            self._stopping.set()
+            mqtt.disconnect()
+            await asyncio.to_thread(thread.join, 10.0)
+            self._spool.close()
+            self.connected.clear()
+
+    def _connect_kw(self) -> dict[str, Any]:
+        if not self.settings.share_group:
+            return {}
+        props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
+        props.SessionExpiryInterval = 7 * 24 * 3600  # the session outlives a crash
+        props.ReceiveMaximum = 1000
+        return {"clean_start": False, "properties": props}
+
+    def _make_client(self, loop: asyncio.AbstractEventLoop) -> paho.Client:
+        s = self.settings
+        v5 = bool(s.share_group)
+        mqtt = paho.Client(
+            CallbackAPIVersion.VERSION2,
+            client_id=s.client_id,
+            clean_session=None if v5 else False,
+            protocol=paho.MQTTv5 if v5 else paho.MQTTv311,
+            manual_ack=True,
+        )
+        mqtt.max_inflight_messages_set(s.max_inflight_publishes)
+        mqtt.max_queued_messages_set(s.max_queued_publishes)
+        mqtt.reconnect_delay_set(min_delay=1, max_delay=30)
+        mqtt.suppress_exceptions = True
+        subs = device_subscriptions(s.root)
+        if v5:
+            subs = [f"$share/{s.share_group}/{t}" for t in subs]
+
+        def on_connect(c: paho.Client, _u: object, _f: object, rc: Any, _p: object) -> None:
+            if rc.is_failure:
+                log.warning("broker refused the connection: %s", rc)
+                return
+            c.subscribe([(t, 1) for t in subs])
+            self._up = True
+            loop.call_soon_threadsafe(self.connected.set)
+            log.info("gateway connected as %s", s.client_id)
+
+        def on_disconnect(_c: paho.Client, _u: object, _f: object, rc: Any, _p: object) -> None:
+            # Message ids belong to one connection: the broker delivers every message we
+            # did not acknowledge again, and paho resends our unacknowledged publishes.
+            self._ack_after.clear()
+            self._up = False
+            loop.call_soon_threadsafe(self.connected.clear)
+            if not self._stopping.is_set():
+                log.warning("lost the broker (%s); reconnecting with backoff", rc)
+
+        def on_message(c: paho.Client, _u: object, msg: paho.MQTTMessage) -> None:
+            try:
+                published = self._handle(c, msg.topic, bytes(msg.payload))
+            except Exception:
+                # Not acknowledged: the broker keeps it and delivers it again after the
+                # next reconnect; while this repeats, unacknowledged messages fill the
+                # broker's in-flight window and it stops sending (back-pressure).
+                log.exception("could not handle a message on %s", msg.topic[:200])
+                return
+            if published is None or msg.qos == 0:
+                c.ack(msg.mid, msg.qos)
+            else:
+                # Acknowledged once the broker has the event (or dead letter) too, so a
+                # killed gateway loses neither the point (spooled) nor the event.
+                self._ack_after[published] = msg.mid
+
+        def on_publish(c: paho.Client, _u: object, mid: int, _rc: Any, _p: object) -> None:
+            device_mid = self._ack_after.pop(mid, None)
+            if device_mid is not None:
+                c.ack(device_mid, 1)
+
+        mqtt.on_connect = on_connect
+        mqtt.on_publish = on_publish
+        mqtt.on_disconnect = on_disconnect
+        mqtt.on_message = on_message
+        return mqtt
+
+    def _handle(self, mqtt: paho.Client, topic: str, raw: bytes) -> int | None:
+        """Route one message; the id of the publish its acknowledgement waits for, if any."""
+        m = self.metrics
+        m.received += 1
+        now = self._clock.now()
+        result = decode(self.settings.root, topic, raw, now, self._sites)
         if result is None:
-            self.metrics.ignored += 1
-            return
+            m.ignored += 1
+            return None
         if not isinstance(result, Accepted):
-            self.metrics.dead_lettered[result.reason] += 1
+            m.dead_lettered[result.reason] += 1
             if self._limiter.allow((result.site, result.device, result.reason)):
                 log.warning("dead letter (%s) on %s: %s", result.reason, topic[:200], result.detail)
-            await self._publish(mqtt, result.dead_letter, result.body, retain=False)
-            return
+            return self._publish(mqtt, result.dead_letter, result.body, retain=False)
         if result.key is not None and self._dedup.is_duplicate(result.key):
-            self.metrics.duplicates += 1
-            return
-        self.metrics.accepted += 1
+            m.duplicates += 1
+            return None
+        self._wait_for_spool_room()
+        self._spool.append(result.point)
+        m.accepted += 1
         ev = result.event
-        await self._writer.put(result.point)
-        await self._publish(
+        m.lag_seconds = (ev.received - ev.ts).total_seconds()
+        return self._publish(
             mqtt,
             event_topic(self.settings.root, ev.site, ev.kind, ev.device, ev.channel),
             ev.model_dump_json().encode(),
@@ -141,43 +262,53 @@ class Gateway:
             retain=ev.channel is Channel.STATUS,
         )
 
-    async def _abandon_pending(self) -> None:
-        """The connection is gone: publishes still waiting for their PUBACK never will."""
-        if not self._pending:
+    def _wait_for_spool_room(self) -> None:
+        if not self._spool.full:
             return
-        log.warning(
-            "%d event publishes were in flight when the connection ended", len(self._pending)
+        self.metrics.spool_full += 1
+        log.error(
+            "spool full (%d bytes, bound %d): not reading from the broker until the store "
+            "catches up",
+            self._spool.bytes,
+            self._spool.max_bytes,
         )
-        for task in list(self._pending):
-            task.cancel()
-        await asyncio.wait(list(self._pending), timeout=5)
+        while self._spool.full and not self._stopping.is_set():
+            time.sleep(0.1)
 
-    async def _publish(
-        self, mqtt: aiomqtt.Client, topic: str, body: bytes, *, retain: bool
-    ) -> None:
-        # Publishing without awaiting each PUBACK keeps the receive loop moving; tasks
-        # start in creation order, so per-device order is kept. The semaphore bounds them.
-        async with asyncio.timeout(30):
-            await self._inflight.acquire()
-        task = asyncio.create_task(self._publish_one(mqtt, topic, body, retain))
-        self._pending.add(task)
-        task.add_done_callback(self._pending.discard)
-
-    async def _publish_one(
-        self, mqtt: aiomqtt.Client, topic: str, body: bytes, retain: bool
-    ) -> None:
-        try:
-            await mqtt.publish(topic, body, qos=1, retain=retain, timeout=30)
-        except aiomqtt.MqttError as err:
-            log.warning("could not publish to %s: %s", topic, err)
-        finally:
-            self._inflight.release()
+    def _publish(self, mqtt: paho.Client, topic: str, body: bytes, *, retain: bool) -> int | None:
+        info = mqtt.publish(topic, body, qos=1, retain=retain)
+        if info.rc == paho.MQTT_ERR_QUEUE_SIZE:
+            self.metrics.events_dropped += 1
+            return None
+        self.metrics.events_published += 1
+        return info.mid
 
 
-def _payload_bytes(message: aiomqtt.Message) -> bytes:
-    p = message.payload
-    if isinstance(p, bytes | bytearray):
-        return bytes(p)
-    if isinstance(p, str):
-        return p.encode()
-    return b"" if p is None else str(p).encode()
+def _open_spool(s: GatewaySettings, store: object) -> Spool:
+    try:
+        return Spool(s.spool_path(store), segment_points=s.batch_size, max_bytes=s.max_spool_bytes)
+    except SpoolLocked:
+        if s.spool_dir:
+            raise  # an explicit spool directory is never shared: say so and stop
+        # The default directory (per client id) is taken: another gateway on this machine
+        # runs with the same client id. Spool privately rather than share; nothing that
+        # lands here is lost while this process runs, but a crash leaves it unreplayed.
+        private = tempfile.mkdtemp(prefix="stackpulse-spool-")
+        log.warning(
+            "spool %s is in use; using %s (set a spool directory)", s.spool_path(store), private
+        )
+        return Spool(private, segment_points=s.batch_size, max_bytes=s.max_spool_bytes)
+
+
+def _settle(fut: asyncio.Future[None], err: BaseException | None) -> None:
+    if fut.done():
+        return
+    if err is None:
+        fut.set_result(None)
+    else:
+        fut.set_exception(err)
+
+
+async def _watch(done: asyncio.Future[None]) -> None:
+    await asyncio.shield(done)
+    raise RuntimeError("the gateway's MQTT thread ended")

@@ -6,6 +6,7 @@ import asyncio
 import json
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import aiomqtt
 import pytest
@@ -61,14 +62,19 @@ def seat_body(seq: int, presence: str = "person", ts: datetime | None = None) ->
 
 
 async def test_gateway_accepts_dedups_and_dead_letters(
-    mosquitto: object, mqtt_root: str, store: SeriesStore
+    mosquitto: object, mqtt_root: str, store: SeriesStore, tmp_path: Path
 ) -> None:
     broker = parse_broker_url(mosquitto.url)  # type: ignore[attr-defined]
     gw = Gateway(
         index_sites([LAYOUT]),
         store,
         SystemClock(),
-        GatewaySettings(root=mqtt_root, client_id=f"gw-{mqtt_root}", flush_interval=0.1),
+        GatewaySettings(
+            root=mqtt_root,
+            client_id=f"gw-{mqtt_root}",
+            flush_interval=0.1,
+            spool_dir=str(tmp_path / "spool"),
+        ),
     )
     runner = asyncio.create_task(gw.run(broker))
     try:
@@ -137,14 +143,16 @@ async def test_gateway_accepts_dedups_and_dead_letters(
 
 
 async def test_status_events_are_retained_for_late_services(
-    mosquitto: object, mqtt_root: str, store: SeriesStore
+    mosquitto: object, mqtt_root: str, store: SeriesStore, tmp_path: Path
 ) -> None:
     broker = parse_broker_url(mosquitto.url)  # type: ignore[attr-defined]
     gw = Gateway(
         index_sites([LAYOUT]),
         store,
         SystemClock(),
-        GatewaySettings(root=mqtt_root, client_id=f"gw2-{mqtt_root}"),
+        GatewaySettings(
+            root=mqtt_root, client_id=f"gw2-{mqtt_root}", spool_dir=str(tmp_path / "spool")
+        ),
     )
     runner = asyncio.create_task(gw.run(broker))
     try:

@@ -1,0 +1,280 @@
+"""The gateway through faults, against real processes: store outage, kill -9, broker
+restart, two gateways sharing one subscription. Nothing accepted is lost or doubled."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from collections.abc import AsyncIterator, Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import paho.mqtt.client as paho
+import pytest
+import yaml
+from paho.mqtt.enums import CallbackAPIVersion
+
+from gateway.decode import index_sites
+from gateway.service import Gateway, GatewaySettings
+from gateway.spool import Spool, SpoolLocked, encode_record
+from kernel.bus import parse_broker_url
+from kernel.clock import SystemClock
+from kernel.layout import Layout
+from kernel.models import format_ts
+from kernel.store.base import Point, SeriesStore
+from kernel.store.factory import open_store
+from tests.support.procs import InfluxProc, MosquittoProc, free_port
+
+pytestmark = pytest.mark.integration
+
+SEATS = 50
+LAYOUT_DOC = {
+    "site": "main",
+    "name": "Test Library",
+    "zones": [{"id": "f1", "name": "Floor 1", "floor": 1, "capacity": 100}],
+    "seats": [{"id": f"f1-{i:03d}", "device": f"seat-{i:04d}", "zone": "f1"} for i in range(SEATS)],
+}
+SITES = index_sites([Layout.model_validate(LAYOUT_DOC)])
+
+
+# An hour ago: well inside the clock window, so capture times are the devices' own.
+BASE = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=1)
+
+
+def body(seq: int) -> bytes:
+    # Distinct capture times: one point per message, so counts show loss and doubling.
+    ts = format_ts(BASE + timedelta(milliseconds=seq))
+    return json.dumps({"ts": ts, "boot": 1, "seq": seq, "presence": "person"}).encode()
+
+
+def publish(port: int, root: str, seqs: range, rate: float = 0.0) -> None:
+    """QoS 1, waits for every PUBACK (the messages are then the broker's)."""
+    c = paho.Client(CallbackAPIVersion.VERSION2, client_id=f"pub-{root}-{seqs.start}")
+    c.max_inflight_messages_set(200)
+    c.max_queued_messages_set(0)
+    c.connect("127.0.0.1", port)
+    c.loop_start()
+    infos = []
+    for seq in seqs:
+        topic = f"{root}/main/seat/seat-{seq % SEATS:04d}/data"
+        infos.append(c.publish(topic, body(seq), qos=1))
+        if rate:
+            time.sleep(1 / rate)
+    for info in infos:
+        info.wait_for_publish(30)
+    c.disconnect()
+    c.loop_stop()
+
+
+async def count(store: SeriesStore) -> int:
+    rows = await store.raw_query('SELECT count("seq") FROM "seat"')
+    return int(rows[0]["count"]) if rows else 0
+
+
+async def wait_count(store: SeriesStore, want: int, timeout: float) -> int:
+    got = -1
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            got = await count(store)
+        except Exception:  # the store may be down for a moment
+            got = -1
+        if got >= want:
+            break
+        await asyncio.sleep(0.2)
+    await asyncio.sleep(1.0)  # anything doubled or late would show now
+    return await count(store)
+
+
+@pytest.fixture
+async def store(influx_db: str) -> AsyncIterator[SeriesStore]:
+    s = open_store(influx_db)
+    yield s
+    await s.close()
+
+
+def settings(root: str, tmp: Path, name: str, **over: object) -> GatewaySettings:
+    return GatewaySettings(
+        root=root,
+        client_id=f"gw-{name}-{root.split('/')[1]}",
+        spool_dir=str(tmp / f"spool-{name}"),
+        flush_interval=0.1,
+        batch_size=500,
+        **over,  # type: ignore[arg-type]
+    )
+
+
+async def start(gw: Gateway, url: str) -> asyncio.Task[None]:
+    task = asyncio.create_task(gw.run(parse_broker_url(url)))
+    async with asyncio.timeout(15):
+        await gw.connected.wait()
+    return task
+
+
+async def stop(task: asyncio.Task[None]) -> None:
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+
+
+def test_spool_survives_a_crash_in_order_and_knows_its_bound(tmp_path: Path) -> None:
+    points = [Point("seat", {"site": "main"}, {"seq": i, "ok": True}, i) for i in range(7)]
+    bound = 6 * len(encode_record(points[0])) + 1
+    spool = Spool(tmp_path, segment_points=3, max_bytes=bound)
+    for p in points[:6]:
+        spool.append(p)
+    assert not spool.full
+    spool.append(points[6])
+    assert spool.full and spool.sealed_segments == 2
+    with pytest.raises(SpoolLocked):
+        Spool(tmp_path)  # one process per spool directory
+    spool.close()
+    # A crash mid-record: the tail of the open segment is cut short.
+    open_file = sorted(tmp_path.glob("*.spool"))[-1]
+    open_file.write_bytes(open_file.read_bytes() + b"\x00\x00\x01\x00partial")
+    again = Spool(tmp_path, segment_points=3, max_bytes=bound)
+    replayed: list[Point] = []
+    while (seg := again.oldest()) is not None:
+        n, pts = seg
+        replayed.extend(pts)
+        again.done(n)
+    assert replayed == points
+    assert again.bytes == 0 and not again.full
+
+
+async def test_store_outage_spools_then_replays_in_full(
+    fresh_influxdb: InfluxProc, mosquitto: MosquittoProc, mqtt_root: str, tmp_path: Path
+) -> None:
+    s = open_store(fresh_influxdb.store_url("outage"))
+    await s.ensure_database()  # type: ignore[attr-defined]
+    gw = Gateway(SITES, s, SystemClock(), settings(mqtt_root, tmp_path, "outage"))
+    task = await start(gw, mosquitto.url)
+    try:
+        port = mosquitto.port
+        await asyncio.to_thread(publish, port, mqtt_root, range(500))
+        assert await wait_count(s, 500, 20) == 500
+        fresh_influxdb.stop()
+        await asyncio.to_thread(publish, port, mqtt_root, range(500, 1500))
+        async with asyncio.timeout(20):
+            while gw.metrics.accepted < 1500:
+                await asyncio.sleep(0.1)
+        await asyncio.sleep(2.0)
+        assert gw.metrics.write_errors > 0
+        assert gw.metrics.spool_bytes() > 0  # held on disk while the store is down
+        fresh_influxdb.start()
+        assert await wait_count(s, 1500, 60) == 1500
+        assert gw.metrics.spool_bytes() == 0
+    finally:
+        await stop(task)
+        await s.close()
+
+
+async def test_broker_restart_reconnects_and_resumes(
+    fresh_mosquitto: MosquittoProc, store: SeriesStore, mqtt_root: str, tmp_path: Path
+) -> None:
+    gw = Gateway(SITES, store, SystemClock(), settings(mqtt_root, tmp_path, "restart"))
+    task = await start(gw, fresh_mosquitto.url)
+    try:
+        await asyncio.to_thread(publish, fresh_mosquitto.port, mqtt_root, range(300))
+        assert await wait_count(store, 300, 20) == 300
+        fresh_mosquitto.restart()
+        async with asyncio.timeout(30):
+            while gw.connected.is_set():
+                await asyncio.sleep(0.05)
+            await gw.connected.wait()
+        await asyncio.to_thread(publish, fresh_mosquitto.port, mqtt_root, range(300, 600))
+        assert await wait_count(store, 600, 20) == 600
+    finally:
+        await stop(task)
+
+
+async def test_two_gateways_share_the_load_nothing_lost_or_doubled(
+    mosquitto: MosquittoProc, store: SeriesStore, mqtt_root: str, tmp_path: Path
+) -> None:
+    group = "g" + mqtt_root.split("/")[1]
+    metrics_port = free_port()
+    a = Gateway(
+        SITES,
+        store,
+        SystemClock(),
+        settings(mqtt_root, tmp_path, "a", share_group=group, metrics_port=metrics_port),
+    )
+    b = Gateway(SITES, store, SystemClock(), settings(mqtt_root, tmp_path, "b", share_group=group))
+    ta, tb = await start(a, mosquitto.url), await start(b, mosquitto.url)
+    try:
+        await asyncio.to_thread(publish, mosquitto.port, mqtt_root, range(2000))
+        assert await wait_count(store, 2000, 30) == 2000
+        assert a.metrics.accepted > 200 and b.metrics.accepted > 200
+        assert a.metrics.accepted + b.metrics.accepted == 2000
+        assert a.metrics.duplicates == b.metrics.duplicates == 0
+        text = await asyncio.to_thread(_get, f"http://127.0.0.1:{metrics_port}/metrics")
+        assert f"stackpulse_gateway_accepted_total {float(a.metrics.accepted)}" in text
+        assert "stackpulse_gateway_batch_write_seconds_bucket" in text
+    finally:
+        await stop(ta)
+        await stop(tb)
+
+
+def _get(url: str) -> str:
+    with urllib.request.urlopen(url, timeout=5) as r:
+        return str(r.read().decode())
+
+
+@pytest.fixture
+def layout_file(tmp_path: Path) -> Iterator[Path]:
+    path = tmp_path / "layout.yaml"
+    path.write_text(yaml.safe_dump(LAYOUT_DOC))
+    yield path
+
+
+def _gateway_proc(
+    broker: str, store_url: str, layout: Path, root: str, spool: Path
+) -> subprocess.Popen[bytes]:
+    env = {
+        **os.environ,
+        "STACKPULSE_ROOT": root,
+        "STACKPULSE_GATEWAY_SPOOL": str(spool),
+        "STACKPULSE_GATEWAY_CLIENT_ID": "gw-kill-" + root.split("/")[1],
+    }
+    argv = [sys.executable, "-m", "stackpulse", "run", "gateway"]
+    argv += ["--broker", broker, "--store", store_url, "--layout", str(layout)]
+    return subprocess.Popen(argv, env=env, stdin=subprocess.DEVNULL)
+
+
+async def test_kill_9_mid_stream_loses_nothing_accepted(
+    fresh_mosquitto: MosquittoProc,
+    influx_db: str,
+    store: SeriesStore,
+    mqtt_root: str,
+    tmp_path: Path,
+    layout_file: Path,
+) -> None:
+    spool = tmp_path / "spool-kill"
+    gw = _gateway_proc(fresh_mosquitto.url, influx_db, layout_file, mqtt_root, spool)
+    try:
+        await asyncio.sleep(2.5)  # connected: its persistent session exists from now on
+        n = 4000
+        pub = threading.Thread(
+            target=publish, args=(fresh_mosquitto.port, mqtt_root, range(n), 2000.0)
+        )
+        pub.start()
+        async with asyncio.timeout(20):
+            while await count(store) < 300:
+                await asyncio.sleep(0.05)
+        gw.send_signal(signal.SIGKILL)
+        gw.wait(10)
+        killed_at = await count(store)
+        assert killed_at < n  # it really died mid-stream
+        gw = _gateway_proc(fresh_mosquitto.url, influx_db, layout_file, mqtt_root, spool)
+        await asyncio.to_thread(pub.join, 30)
+        assert await wait_count(store, n, 40) == n
+    finally:
+        gw.send_signal(signal.SIGTERM)
+        gw.wait(15)
