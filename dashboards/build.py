@@ -14,14 +14,16 @@ from grafana_foundation_sdk.models import common, units
 from grafana_foundation_sdk.models import dashboard as dash_m
 
 from dashboards.influx import DATASOURCE_TYPE, Arith, Call, InfluxQLTarget, show_tag_values
-from kernel.schema import ZONE_OCCUPANCY
+from kernel.schema import ZONE_DRIFT, ZONE_OCCUPANCY
 from kernel.store.influxql import Agg, Query, TagEq
 
 __all__ = [
     "DASHBOARDS",
     "DATASOURCE_UID",
+    "HEALTH_UID",
     "OCCUPANCY_UID",
     "build_all",
+    "counting_health_dashboard",
     "occupancy_dashboard",
     "to_json_text",
 ]
@@ -29,6 +31,7 @@ __all__ = [
 DATASOURCE_UID: Final = "stackpulse-influx"
 """The uid the provisioning file gives the InfluxDB data source."""
 OCCUPANCY_UID: Final = "stackpulse-occupancy"
+HEALTH_UID: Final = "stackpulse-counting-health"
 BUSY_PERCENT: Final = 80.0
 FULL_PERCENT: Final = 100.0
 # The occupancy service stores one snapshot per zone and minute; a finer $__interval
@@ -261,8 +264,74 @@ def occupancy_dashboard() -> dash_m.Dashboard:
     return board.build()
 
 
+def _drift_panel() -> timeseries.Panel:
+    q = Query(ZONE_DRIFT, (Agg(None, "drift"),), where=(_SITE,), group_by_tags=("zone",))
+    return (
+        timeseries.Panel()
+        .title("Nightly counting drift per zone")
+        .description(
+            "What each zone's gate count still said at closing time, when the building should"
+            " be empty; the count is then reset to zero. Positive: exits were missed; negative:"
+            " entries were. A zone that drifts night after night has a gate to check."
+        )
+        .datasource(_DS)
+        .with_target(_target().select(q))
+        .legend(_legend())
+        .tooltip(common_b.VizTooltipOptions().mode(common.TooltipDisplayMode.MULTI))
+        .color_scheme(dash_b.FieldColor().mode(dash_m.FieldColorModeId.PALETTE_CLASSIC))
+        .draw_style(common.GraphDrawStyle.BARS)
+        .fill_opacity(80)
+        .line_width(1)
+        .unit(units.Short)
+        .decimals(0)
+        .thresholds(_plain_thresholds())
+        .height(9)
+        .span(16)
+    )
+
+
+def _last_drift_panel() -> bargauge.Panel:
+    q = Query(ZONE_DRIFT, (Agg("last", "abs_drift"),), where=(_SITE,), group_by_tags=("zone",))
+    return (
+        bargauge.Panel()
+        .title("Drift at the last closing")
+        .description("People the count was off by, per zone, at the most recent closing.")
+        .datasource(_DS)
+        .with_target(_target().select(q))
+        .reduce_options(_last_value())
+        .orientation(common.VizOrientation.HORIZONTAL)
+        .unit(units.Short)
+        .decimals(0)
+        .min(0)
+        .thresholds(_plain_thresholds())
+        .height(9)
+        .span(8)
+    )
+
+
+def counting_health_dashboard() -> dash_m.Dashboard:
+    """How far the gate counts drift each day, from the zone_drift closing-time records."""
+    board = (
+        dash_b.Dashboard("StackPulse — Counting health")
+        .uid(HEALTH_UID)
+        .description("Drift of the gate counts, measured at each closing-time reset.")
+        .tags(["stackpulse", "occupancy", "health"])
+        .readonly()
+        .timezone("browser")
+        .time("now-30d", "now")
+        .refresh("5m")
+        .with_variable(_datasource_variable())
+        .with_variable(_site_variable())
+    )
+    panels: list[PanelBuilder] = [_drift_panel(), _last_drift_panel()]
+    for panel_id, panel in enumerate(panels, start=1):
+        board.with_panel(panel.id(panel_id))
+    return board.build()
+
+
 DASHBOARDS: Final[dict[str, Callable[[], dash_m.Dashboard]]] = {
     "occupancy.json": occupancy_dashboard,
+    "counting-health.json": counting_health_dashboard,
 }
 """Generated file name -> the function that builds its dashboard."""
 

@@ -18,6 +18,7 @@ SHELF = "shelf"
 CIRC = "circ"
 DEVICE_STATUS = "device_status"
 ZONE_OCCUPANCY = "zone_occupancy"
+ZONE_DRIFT = "zone_drift"
 
 _NS_PER_MS = 1_000_000
 
@@ -136,6 +137,20 @@ def zone_point(
             "seats_held": seats_held,
             "seats_unknown": seats_unknown,
         },
+        to_ns(ts),
+    )
+
+
+def drift_point(site: str, zone: str, floor: int, *, drift: int, shown: int, ts: datetime) -> Point:
+    """A zone's count at its closing-time reset, when the building should be empty.
+
+    `drift` is the signed running sum from the gates (positive: exits were missed),
+    `shown` what the public count was (clamped at zero). One point per zone per closing.
+    """
+    return Point(
+        ZONE_DRIFT,
+        {"site": site, "zone": zone, "floor": str(floor)},
+        {"drift": drift, "abs_drift": abs(drift), "shown": shown},
         to_ns(ts),
     )
 

@@ -10,9 +10,13 @@ from kernel.topics import DEFAULT_ROOT
 class SettingsError(ValueError):
     """A setting that cannot work; the message names the option, the variable and why."""
 
-    def __init__(self, option: str, problem: str) -> None:
-        variable = "STACKPULSE_" + option.removeprefix("--").replace("-", "_").upper()
-        super().__init__(f"{option} ({variable}): {problem}")
+    def __init__(self, option: str | None, problem: str) -> None:
+        """`option` None: a setting with no command-line option; `problem` names the variable."""
+        if option is None:
+            super().__init__(problem)
+        else:
+            variable = "STACKPULSE_" + option.removeprefix("--").replace("-", "_").upper()
+            super().__init__(f"{option} ({variable}): {problem}")
         self.option = option
 
 

@@ -22,6 +22,17 @@ class Faults:
     missed_read_p: float = 0.0  # an RFID tag on its shelf is not heard in one sweep
     cross_read_p: float = 0.0  # a tag is also heard, weaker, by a neighbouring section
     misplace_p: float = 0.03  # a returned book is reshelved in the wrong section
+    # Gate faults: a crossing the counter does not count (people still move); the
+    # running sum then drifts, which the closing-time reset measures.
+    missed_exit_p: float = 0.0  # an inner -> outer crossing goes uncounted
+    missed_entry_p: float = 0.0  # an outer -> inner crossing goes uncounted
+    # Seat faults: the share of seat sensors that suffer each, from a moment drawn in
+    # `seat_fault_window` (seconds after the start) on. The truth keeps real presence.
+    flapping_seat_p: float = 0.0  # the reading flips person/empty every `flap_period`
+    flap_period: float = 20.0
+    dead_battery_seat_p: float = 0.0  # the sensor falls silent for good
+    unscrewed_seat_p: float = 0.0  # the sensor fell off: it reads `empty` whatever is there
+    seat_fault_window: tuple[float, float] = (0.0, 4 * 3600.0)
 
 
 @dataclass(frozen=True, slots=True)

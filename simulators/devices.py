@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import random
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -97,21 +98,40 @@ class GateDevice(Device):
     total_in: int = 0  # since the simulation started, across boots: the ground truth
     total_out: int = 0
     flush_pending: bool = False
+    miss_in_p: float = 0.0  # a fault: this share of crossings goes uncounted
+    miss_out_p: float = 0.0
+    miss_rng: random.Random | None = None
+    missed_in: int = 0  # crossings the device did not count (in the totals all the same)
+    missed_out: int = 0
+    sent_in: int = 0  # the counters as last sent
+    sent_out: int = 0
+    lost_in: int = 0  # counted but never sent: a restart came first
+    lost_out: int = 0
 
     def cross(self, inward: bool) -> None:
+        miss_p = self.miss_in_p if inward else self.miss_out_p
+        missed = bool(miss_p and self.miss_rng and self.miss_rng.random() < miss_p)
         if inward:
-            self.count_in += 1
             self.total_in += 1
+            if missed:
+                self.missed_in += 1
+            else:
+                self.count_in += 1
         else:
-            self.count_out += 1
             self.total_out += 1
+            if missed:
+                self.missed_out += 1
+            else:
+                self.count_out += 1
 
     def report(self, t: float) -> Message:
+        self.sent_in, self.sent_out = self.count_in, self.count_out
         return self.data(t, {"in": self.count_in, "out": self.count_out})
 
     def reset_counters(self) -> None:
-        self.count_in = 0
-        self.count_out = 0
+        self.lost_in += self.count_in - self.sent_in
+        self.lost_out += self.count_out - self.sent_out
+        self.count_in = self.count_out = self.sent_in = self.sent_out = 0
 
 
 @dataclass
@@ -121,10 +141,25 @@ class SeatDevice(Device):
     presence: str = "empty"
     battery: float = 1.0
     drain_per_message: float = 2e-6
+    fault: str | None = None  # None | "flapping" | "dead" | "unscrewed"
+    flap: bool = False
+
+    @property
+    def reading(self) -> str:
+        """What the sensor says, which a fault makes differ from `presence` (the truth)."""
+        if self.fault == "unscrewed":
+            return "empty"
+        if self.fault == "flapping":
+            return "person" if self.flap else "empty"
+        return self.presence
+
+    @property
+    def silent(self) -> bool:
+        return self.fault == "dead"
 
     def report(self, t: float) -> Message:
         self.battery = max(0.0, self.battery - self.drain_per_message)
-        return self.data(t, {"presence": self.presence, "battery": round(self.battery, 3)})
+        return self.data(t, {"presence": self.reading, "battery": round(self.battery, 3)})
 
 
 @dataclass

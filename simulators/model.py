@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 
 from kernel.layout import Layout
@@ -36,6 +36,16 @@ class GateTruth:
     count_out: int
     total_in: int  # since the simulation started, across boots
     total_out: int
+    missed_in: int = 0  # crossings a fault kept the device from counting
+    missed_out: int = 0
+    lost_in: int = 0  # crossings counted but never sent: a restart came first
+    lost_out: int = 0
+
+    @property
+    def sent_net(self) -> int:
+        """People moved inwards as the device's messages can ever tell it."""
+        uncounted = self.missed_in + self.lost_in - self.missed_out - self.lost_out
+        return self.total_in - self.total_out - uncounted
 
 
 @dataclass(frozen=True)
@@ -50,6 +60,7 @@ class Truth:
     items: dict[str, str]  # item -> section id | "loan" | "reshelving"
     misplaced: dict[str, str]  # item -> the wrong section it sits on
     turned_away: int  # people who found every room full
+    seat_faults: dict[str, str] = field(default_factory=dict)  # seat id -> fault, if any
 
     def net_from_gates(self, zone: str) -> int:
         """People in `zone` as the gates' totals tell it: what a perfect counter sees."""
@@ -59,6 +70,18 @@ class Truth:
                 net += g.total_in - g.total_out
             if g.outer == zone:
                 net += g.total_out - g.total_in
+        return net
+
+    def net_from_messages(self, zone: str) -> int:
+        """People in `zone` as the gates' messages can tell it: the truth less what the
+        counters missed or lost to a restart. A correct consumer of every message gets
+        exactly this, in any order, with any duplicates."""
+        net = 0
+        for g in self.gates.values():
+            if g.inner == zone:
+                net += g.sent_net
+            if g.outer == zone:
+                net -= g.sent_net
         return net
 
 
@@ -86,12 +109,17 @@ class LibraryModel:
         # One random stream per concern: switching a fault on leaves the rest unchanged.
         # Stream faults draw as the caller slices time, so they must share no stream
         # with anything drawn inside events.
-        names = ("dev", "crowd", "stacks", "reboots", "stream")
+        names = ("dev", "crowd", "stacks", "reboots", "stream", "gatefaults", "seatfaults")
         rng = {k: random.Random(f"{seed}:{k}") for k in names}
         self._rng_dev, self._rng_reboots = rng["dev"], rng["reboots"]
         self.engine = Engine(t0)
         self.hours = Hours(layout)
         self.fleet = self._build_fleet(layout, rng["dev"])
+        f = cfg.faults
+        for gate in self.fleet.gates.values():
+            gate.miss_in_p, gate.miss_out_p = f.missed_entry_p, f.missed_exit_p
+            gate.miss_rng = rng["gatefaults"]
+        self._rng_seatfaults = rng["seatfaults"]
         self.crowd = Crowd(
             self.engine,
             rng["crowd"],
@@ -146,6 +174,7 @@ class LibraryModel:
         for day in (today - timedelta(days=1), today):
             self._schedule_window(day)
         at(self.hours.next_midnight(self.now).timestamp(), self._midnight)
+        self._schedule_seat_faults(t0)
         rate = cfg.faults.reboots_per_device_day / 86400
         if rate > 0:
             for dev in self.fleet.all():
@@ -171,7 +200,19 @@ class LibraryModel:
 
     def truth(self) -> Truth:
         gates = {
-            d: GateTruth(g.outer, g.inner, g.boot, g.count_in, g.count_out, g.total_in, g.total_out)
+            d: GateTruth(
+                g.outer,
+                g.inner,
+                g.boot,
+                g.count_in,
+                g.count_out,
+                g.total_in,
+                g.total_out,
+                g.missed_in,
+                g.missed_out,
+                g.lost_in,
+                g.lost_out,
+            )
             for d, g in self.fleet.gates.items()
         }
         return Truth(
@@ -183,6 +224,7 @@ class LibraryModel:
             items=dict(self.stacks.where),
             misplaced=self.stacks.misplaced(),
             turned_away=self.crowd.turned_away,
+            seat_faults={s.seat: s.fault for s in self.fleet.seats.values() if s.fault},
         )
 
     def device(self, device: str) -> Device:
@@ -193,6 +235,14 @@ class LibraryModel:
         self.fleet.get(device)  # fail now on a wrong id, not inside the engine
         when = at.timestamp() if at else self.engine.now
         self.engine.at(when, self._reboot, device)
+
+    def report(self, device: str) -> None:
+        """Make a gate or seat send its current reading now, as a heartbeat would."""
+        dev = self.fleet.get(device)
+        if not isinstance(dev, GateDevice | SeatDevice):
+            raise ValueError(f"{device!r} is not a gate or a seat: it has no reading to send")
+        if not (isinstance(dev, SeatDevice) and dev.silent):
+            self.engine.emit(dev.report(self.engine.now))
 
     def misplace(self, item: str, section: str) -> None:
         """Put a catalogued item on `section` now (a misplaced-book fault)."""
@@ -223,7 +273,41 @@ class LibraryModel:
         self._schedule_window(day)
         self.engine.at(self.hours.next_midnight(self.now).timestamp(), self._midnight)
 
+    def _schedule_seat_faults(self, t0: float) -> None:
+        f, rng = self.cfg.faults, self._rng_seatfaults
+        odds = (
+            ("flapping", f.flapping_seat_p),
+            ("dead", f.dead_battery_seat_p),
+            ("unscrewed", f.unscrewed_seat_p),
+        )
+        if not any(p for _, p in odds):
+            return
+        for seat in self.fleet.seats.values():
+            draw = rng.random()
+            for fault, p in odds:
+                if draw < p:
+                    when = t0 + rng.uniform(*f.seat_fault_window)
+                    self.engine.at(when, self._seat_fault, seat, fault)
+                    break
+                draw -= p
+
+    def _seat_fault(self, t: float, seat: SeatDevice, fault: str) -> None:
+        seat.fault = fault
+        if fault == "flapping":
+            self._flap(t, seat)
+        elif fault == "unscrewed":
+            self.engine.emit(seat.report(t))
+
+    def _flap(self, t: float, seat: SeatDevice) -> None:
+        if seat.fault != "flapping":
+            return
+        seat.flap = not seat.flap
+        self.engine.emit(seat.report(t))
+        self.engine.at(t + self.cfg.faults.flap_period, self._flap, seat)
+
     def _heartbeat(self, t: float, dev: GateDevice | SeatDevice, interval: float) -> None:
+        if isinstance(dev, SeatDevice) and dev.silent:
+            return  # a dead battery: nothing more, ever
         if t >= dev.last_sent + interval - 1e-6:
             self.engine.emit(dev.report(t))
         self.engine.at(dev.last_sent + interval, self._heartbeat, dev, interval)
@@ -241,10 +325,13 @@ class LibraryModel:
         self.engine.emit(gate.report(t))
 
     def _seat_changed(self, t: float, seat: SeatDevice) -> None:
-        self.engine.emit(seat.report(t))
+        if not seat.silent and seat.fault != "flapping":
+            self.engine.emit(seat.report(t))
 
     def _reboot(self, t: float, device: str) -> None:
         dev = self.fleet.get(device)
+        if isinstance(dev, SeatDevice) and dev.silent:
+            return  # a dead device does not restart
         self.engine.emit(dev.reboot(t))
         if isinstance(dev, GateDevice | SeatDevice):
             self.engine.emit(dev.report(t))

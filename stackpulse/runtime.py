@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 from collections.abc import Iterator, Sequence
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
@@ -47,6 +48,7 @@ class Runtime:
     occupancy: OccupancyService | None = None
     view: OccupancyView | None = None
     started: asyncio.Event = field(default_factory=asyncio.Event)
+    occupancy_settings: OccupancySettings = field(default_factory=OccupancySettings)
 
 
 def load_layouts(settings: Settings) -> tuple[list[Layout], list[Path]]:
@@ -93,7 +95,11 @@ def prepare(settings: Settings) -> Runtime:
     except ValueError as err:
         raise SettingsError("--clock", str(err)) from None
     settings.http_bind()
-    return Runtime(settings, layouts, files, broker, clock)
+    try:
+        occupancy = OccupancySettings.from_env(os.environ, root=settings.root)
+    except ValueError as err:
+        raise SettingsError(None, str(err)) from None
+    return Runtime(settings, layouts, files, broker, clock, occupancy_settings=occupancy)
 
 
 async def check_broker(broker: BrokerAddress, timeout: float = 5.0) -> None:
@@ -153,9 +159,7 @@ def _start(rt: Runtime, components: Sequence[str], tg: asyncio.TaskGroup) -> Non
         tg.create_task(rt.gateway.run(rt.broker), name="gateway")
     if "occupancy" in components:
         assert rt.store is not None
-        rt.occupancy = OccupancyService(
-            rt.layouts, rt.store, rt.clock, OccupancySettings(root=s.root)
-        )
+        rt.occupancy = OccupancyService(rt.layouts, rt.store, rt.clock, rt.occupancy_settings)
         tg.create_task(rt.occupancy.run(rt.broker), name="occupancy")
     if "api" in components:
         rt.view = OccupancyView(s.root)

@@ -17,8 +17,10 @@ from stackpulse.broker import free_port
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def stackpulse(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("STACKPULSE_")}
+def stackpulse(
+    *args: str, timeout: float = 60, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("STACKPULSE_")} | (env or {})
     return subprocess.run(
         [sys.executable, "-m", "stackpulse", *args],
         cwd=ROOT,
@@ -40,14 +42,24 @@ def stackpulse(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[s
         (["run", "api", "--broker", "mqtt://127.0.0.1:1"], ["--broker", "cannot connect"]),
         (["run", "gateway", "--store", "postgres://x/y"], ["--store"]),
         (["simulate", "--speed", "0"], ["--speed"]),
+        (
+            ["run", "occupancy", "--env", "STACKPULSE_SEAT_ON_DELAY=soon"],
+            ["STACKPULSE_SEAT_ON_DELAY"],
+        ),
     ],
 )
 def test_bad_settings_stop_the_command_with_one_clear_line(
     args: list[str], names: list[str], mosquitto: object
 ) -> None:
+    env = {}
+    if "--env" in args:
+        i = args.index("--env")
+        key, _, value = args[i + 1].partition("=")
+        env[key] = value
+        args = args[:i] + args[i + 2 :]
     if "--broker" not in args:
         args = [*args, "--broker", mosquitto.url]  # type: ignore[attr-defined]
-    result = stackpulse(*args)
+    result = stackpulse(*args, env=env)
     assert result.returncode == 2, result.stderr
     lines = [line for line in result.stderr.splitlines() if line.startswith("stackpulse:")]
     assert len(lines) == 1, result.stderr
@@ -94,7 +106,7 @@ def test_the_demo_is_usable_within_seconds_and_the_library_fills_up() -> None:
         ready_after = time.monotonic() - started
         assert ready_after < 20, f"the demo took {ready_after:.1f}s to answer"
         # At 120x the first hour of the day passes in 30 s: people arrive and sit down.
-        zones = _poll_zones(port, lambda zs: sum(z["occupancy"] for z in zs) >= 20, limit=60)
+        zones = _poll_zones(port, lambda zs: sum(z["occupancy"] or 0 for z in zs) >= 20, limit=60)
         assert any(z["seats_free"] < z["seats_total"] for z in zones)
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=5) as page:
             assert b"<html" in page.read().lower()

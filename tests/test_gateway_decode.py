@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
@@ -213,3 +214,16 @@ def test_dedup_accepts_each_message_exactly_once(msgs: list[tuple[int, int]], rn
     dedup = Deduplicator()
     accepted = [m for m in stream if not dedup.is_duplicate(("main", "seat", "s", *m))]
     assert sorted(accepted) == sorted(set(msgs))
+
+
+@pytest.mark.parametrize("kind", ["gate", "seat", "shelf"])
+def test_events_built_without_revalidation_equal_validated_ones(kind: str) -> None:
+    from kernel.models import Event
+
+    path = Path(__file__).parent / "fuzz" / "corpus" / f"valid_{kind}"
+    topic, _, payload = path.read_bytes().partition(b"\n")
+    result = decode(ROOT, topic.decode(), payload, NOW, SITES)
+    assert isinstance(result, Accepted)
+    again = Event.model_validate_json(result.event.model_dump_json())
+    assert again == result.event
+    assert again.model_dump_json() == result.event.model_dump_json()

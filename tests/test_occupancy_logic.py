@@ -47,7 +47,11 @@ def test_counter_deltas_within_a_boot_and_across_a_reboot() -> None:
     assert c.update(1, 0, 5, 0) == (0, 0)  # overtaken
     assert c.update(1, 3, 8, 1) == (0, 0)  # a counter going back is refused, not negative
     assert c.update(2, 0, 1, 0) == (1, 0)  # reboot: counting restarts from zero
-    assert c.update(1, 9, 99, 99) == (0, 0)  # a straggler from the old boot
+    # A straggler from the old boot, delivered late: the crossings only it carries count.
+    assert c.update(1, 9, 10, 3) == (2, 1)
+    assert c.update(1, 8, 9, 3) == (0, 0)  # overtaken within its boot
+    assert (c.boot, c.in_total) == (2, 1)  # the newest boot is still the current one
+    assert c.update(2, 1, 4, 1) == (3, 1)
 
 
 def test_internal_door_moves_people_between_zones() -> None:

@@ -4,17 +4,28 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from collections.abc import AsyncIterator
+from datetime import UTC, date, datetime
+from datetime import time as clock_time
+from pathlib import Path
 
 import pytest
+import yaml
 from playwright.async_api import Page
 
 from kernel.bus import client as mqtt_client
 from kernel.bus import parse_broker_url
+from kernel.clock import ScaledClock
 from kernel.layout import Layout
+from kernel.settings import Settings
 from kernel.topics import state_topic
 from services.occupancy.view import OccupancyView, run_view
+from simulators.run import Simulation
+from simulators.synth import synthetic_layout
 from stackpulse.api import build_app
+from stackpulse.broker import free_port
+from stackpulse.runtime import prepare, run_components
 from tests.support.browser import ARTIFACTS, phone_page, publish_retained, serve_app
 from tests.support.procs import MosquittoProc
 
@@ -82,8 +93,20 @@ def seat_msg(root: str, zid: str, n: int, state: str) -> tuple[str, bytes]:
     ).encode()
 
 
+def forecast_msg(root: str, zid: str) -> tuple[str, bytes]:
+    """What the service publishes from history: busy this hour, quiet the next."""
+    body = {
+        "id": zid,
+        "hours": [
+            {"at": "2026-11-24T02:00:00Z", "occupancy": 70, "busyness": "busy"},
+            {"at": "2026-11-24T03:00:00Z", "occupancy": None, "busyness": "quiet"},
+        ],
+    }
+    return state_topic(root, "main", "occupancy", "forecast", zid), json.dumps(body).encode()
+
+
 def initial_state(root: str) -> list[tuple[str, bytes]]:
-    out = [zone_msg(root, z[0]) for z in ZONES]
+    out = [zone_msg(root, z[0]) for z in ZONES] + [forecast_msg(root, "f1-reading")]
     for zid, *_, seats, _, _ in ZONES:
         out += [seat_msg(root, zid, n, STATE[s]) for n, s in enumerate(seats)]
     return out
@@ -128,6 +151,10 @@ async def test_page_shows_zones_and_follows_changes_without_reload(
     assert await reading.locator(".free-n").inner_text() == "2"
     assert "free of 8" in await reading.inner_text()
     assert "Very busy" in await reading.inner_text()
+    usual = reading.locator("[data-testid='usual']")
+    await usual.wait_for()  # fetched apart from the stream, so it may come a little later
+    assert (await usual.inner_text()).startswith("Usually busy at this hour · quiet from 11")
+    assert "null" not in await page.locator("#zones").inner_text()
     assert await page.locator("#free-total").inner_text() == "6"
     assert await page.locator("#site-name").inner_text() == "Main Library"
     assert await page.evaluate("document.documentElement.scrollWidth") <= 375
@@ -182,6 +209,23 @@ async def test_page_shows_zones_and_follows_changes_without_reload(
     assert await page.evaluate("window.__sameDocument") is True
     assert await page.locator("#conn").get_attribute("data-state") == "live"
 
+    # Only seats with power: 3 of the silent study's 4 power seats are free.
+    quiet = page.locator("li[data-zone-id='f2-quiet']")
+    assert await quiet.locator(".free-n").inner_text() == "4"
+    await page.locator("#filters label", has_text="Power").click()
+    await quiet.locator(".free-n", has_text="3").wait_for()
+    assert "free of 4" in await quiet.inner_text()
+    assert await page.locator("#free-label").inner_text() == "seats free with power"
+    await quiet.locator("button").click()
+    await sheet.wait_for()
+    assert await sheet.locator(".seat[data-match='false']").count() == 8
+    assert await sheet.locator("#free-list li").count() == 3
+    assert await page.evaluate("document.documentElement.scrollWidth") <= 375
+    await page.screenshot(path=ARTIFACTS / "student-page-375-filter.png", animations="disabled")
+    await page.locator("#sheet-close").click()
+    await page.locator("#filters label", has_text="Power").click()
+    await quiet.locator(".free-n", has_text="4").wait_for()
+
 
 async def test_page_picks_the_site_from_its_path_and_shows_when_the_server_goes(
     phone_page: Page,
@@ -196,3 +240,102 @@ async def test_page_picks_the_site_from_its_path_and_shows_when_the_server_goes(
     assert "Reconnecting" in await phone_page.locator("#conn").inner_text() or "Offline" in (
         await phone_page.locator("#conn").inner_text()
     )
+
+
+SIM_SPEED = 300.0  # five simulated minutes per second: the 60 s on-delay takes 0.2 s
+
+
+async def _watch_seats(url: str, root: str, heard: dict[str, list[tuple[float, str]]]) -> None:
+    """What the simulated sensors publish: device -> [(wall time, presence)]."""
+    async with mqtt_client(parse_broker_url(url)) as mqtt:
+        await mqtt.subscribe(f"{root}/+/seat/+/data", qos=1)
+        async for m in mqtt.messages:
+            body = json.loads(m.payload)  # type: ignore[arg-type]
+            heard.setdefault(m.topic.value.split("/")[-2], []).append(
+                (time.monotonic(), body["presence"])
+            )
+
+
+@pytest.mark.integration
+async def test_page_shows_a_seat_taken_by_the_simulator_through_gateway_and_occupancy(
+    phone_page: Page,
+    mosquitto: MosquittoProc,
+    influx_db: str,
+    mqtt_root: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Simulated sensors -> Mosquitto -> gateway -> occupancy -> API -> SSE -> the screen."""
+    # A private spool: what this gateway leaves unflushed must not reach another test.
+    monkeypatch.setenv("STACKPULSE_GATEWAY_SPOOL", str(tmp_path / "spool"))
+    layout = synthetic_layout(site="main", floors=1, rooms_per_floor=1, seats_per_room=10)
+    path = tmp_path / "layout.yaml"
+    path.write_text(yaml.safe_dump(layout.model_dump(mode="json", exclude_none=True)))
+    day = date(2026, 11, 24)
+    start = datetime.combine(day, clock_time(12, 30), layout.tz).astimezone(UTC)  # lunch peak
+    port = free_port()
+    settings = Settings(
+        layout=str(path),
+        broker=mosquitto.url,
+        store=influx_db,
+        http=f"127.0.0.1:{port}",
+        root=mqtt_root,
+    )
+    rt = prepare(settings)
+    rt.clock = ScaledClock(start, SIM_SPEED)
+    system = asyncio.create_task(run_components(rt, ("gateway", "occupancy", "api")))
+    heard: dict[str, list[tuple[float, str]]] = {}
+    watcher = asyncio.create_task(_watch_seats(mosquitto.url, mqtt_root, heard))
+    stop = asyncio.Event()
+    running: asyncio.Task[object] | None = None
+    try:
+        async with asyncio.timeout(30):
+            await rt.started.wait()
+            assert rt.gateway and rt.occupancy
+            await rt.gateway.connected.wait()
+            await rt.occupancy.ready.wait()
+        sim = Simulation(
+            layout,
+            parse_broker_url(mosquitto.url),
+            root=mqtt_root,
+            clock=ScaledClock(start, SIM_SPEED),
+            seed=11,
+            client_prefix=f"sim-{mqtt_root}",
+        )
+        running = asyncio.create_task(sim.run(stop=stop))
+        page = phone_page
+        await page.goto(f"http://127.0.0.1:{port}/")
+        await page.wait_for_selector("#conn[data-state='live']")
+        room = page.locator("li[data-zone-id='f1-room1']")
+        await room.wait_for()
+        await room.locator("button").click()
+        sheet = page.locator("dialog#sheet[open]")
+        await sheet.locator(".seat").nth(9).wait_for()
+
+        # Watch the screen: a seat shown free, then shown occupied.
+        shown_free: set[str] = set()
+        taken: str | None = None
+        deadline = time.monotonic() + 40
+        while taken is None:
+            assert time.monotonic() < deadline, "no seat went from free to occupied on screen"
+            states: dict[str, str] = await sheet.locator(".seat").evaluate_all(
+                "els => Object.fromEntries(els.map(e => [e.dataset.seatId, e.dataset.state]))"
+            )
+            taken = next((s for s in sorted(shown_free) if states.get(s) == "occupied"), None)
+            shown_free = {s for s, state in states.items() if state == "free"}
+            await asyncio.sleep(0.05)
+        seen_at = time.monotonic()
+        await page.screenshot(path=ARTIFACTS / "student-page-375-simulated.png")
+
+        # The simulator sat somebody there: its sensor said `person` before the screen did.
+        device = layout.seats_by_id[taken].device
+        said = [(t, p) for t, p in heard.get(device, []) if t <= seen_at]
+        assert said and said[-1][1] == "person", (taken, said[-3:])
+        assert await page.evaluate("document.documentElement.scrollWidth") <= 375
+    finally:
+        stop.set()
+        if running is not None:
+            await asyncio.wait([running], timeout=30)
+        watcher.cancel()
+        system.cancel()
+        await asyncio.gather(watcher, system, return_exceptions=True)

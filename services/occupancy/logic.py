@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
+from typing import ClassVar
 
 from kernel.layout import OUTSIDE, Layout
 
@@ -14,31 +15,37 @@ class GateCounter:
     """Turns one gate's cumulative counters into deltas.
 
     The counters are cumulative since boot, so a lost message loses nobody (the next one
-    carries the totals), a repeat or an older message changes nothing, and a new boot
-    starts again from zero.
+    carries the totals), and a repeat or an older message changes nothing. Each boot is
+    tracked on its own (the newest `MAX_BOOTS`), so a message of the previous boot that
+    arrives after the reboot's first ones still brings the crossings only it carries.
     """
 
-    boot: int = -1
+    MAX_BOOTS: ClassVar[int] = 8
+
+    boot: int = -1  # the newest (boot, seq) applied
     seq: int = -1
-    in_total: int = 0
+    in_total: int = 0  # the newest boot's totals
     out_total: int = 0
+    boots: dict[int, tuple[int, int]] = field(default_factory=dict)  # boot -> max totals
 
     def update(self, boot: int, seq: int, in_total: int, out_total: int) -> tuple[int, int]:
-        """Return (people in, people out) since the last message applied."""
-        if boot < self.boot or (boot == self.boot and seq <= self.seq):
-            return 0, 0  # a duplicate or a message overtaken by a newer one
-        if boot > self.boot:
-            # A (re)boot restarts the counters at zero: everything since is new.
-            d_in, d_out = in_total, out_total
-            self.in_total, self.out_total = in_total, out_total
-        else:
-            # Within a boot the counters never decrease; a smaller value is a device bug
-            # we refuse to turn into negative people.
-            d_in = max(0, in_total - self.in_total)
-            d_out = max(0, out_total - self.out_total)
-            self.in_total = max(in_total, self.in_total)
-            self.out_total = max(out_total, self.out_total)
-        self.boot, self.seq = boot, seq
+        """Return (people in, people out) that this message adds to what was applied."""
+        prev = self.boots.get(boot)
+        if prev is None:
+            if len(self.boots) >= self.MAX_BOOTS and boot < min(self.boots):
+                return 0, 0  # from a boot too old to remember: it cannot be placed
+            prev = (0, 0)  # a boot starts its counters at zero: everything is new
+        # Within a boot the counters never decrease, so the largest totals seen are the
+        # truth whatever the order; a smaller value is overtaken (or a device bug we
+        # refuse to turn into negative people).
+        d_in = max(0, in_total - prev[0])
+        d_out = max(0, out_total - prev[1])
+        self.boots[boot] = (prev[0] + d_in, prev[1] + d_out)
+        while len(self.boots) > self.MAX_BOOTS:
+            del self.boots[min(self.boots)]
+        if (boot, seq) > (self.boot, self.seq):
+            self.boot, self.seq = boot, seq
+        self.in_total, self.out_total = self.boots.get(self.boot, (0, 0))
         return d_in, d_out
 
 
@@ -98,6 +105,42 @@ class ZoneCounts:
             self.net[z] = 0
         return drift
 
+    def reset_net(self) -> dict[str, int]:
+        """Like `reset`, but return the signed, unclamped running sum of each zone.
+
+        That sum is the counting error of the day: positive when exits were missed,
+        negative when entries were; the clamped count would hide the latter.
+        """
+        drift = dict(self.net)
+        for z in self.net:
+            self.net[z] = 0
+        return drift
+
+
+def next_closing(layout: Layout, after: datetime) -> datetime | None:
+    """The first closing time strictly after `after` when the building really empties.
+
+    Closings come from the site's `hours` in its own time zone (so daylight saving and
+    openings past midnight are right); a closing that runs straight into the next
+    opening (a 24-hour library) empties nobody and is skipped. None if the site never
+    closes within the coming week (always open, or no hours at all).
+    """
+    if after.tzinfo is None:
+        raise ValueError("next_closing needs an aware datetime")
+    first = after.astimezone(layout.tz).date() - timedelta(days=1)
+    for offset in range(9):
+        day = first + timedelta(days=offset)
+        span = layout.hours_for(day)
+        if span is None:
+            continue
+        closes = span[1]
+        nxt = layout.hours_for(day + timedelta(days=1))
+        if nxt is not None and nxt[0] <= closes:
+            continue  # open on through: nobody has to leave
+        if closes.astimezone(UTC) > after:
+            return closes.astimezone(UTC)
+    return None
+
 
 class SeatState(StrEnum):
     FREE = "free"
@@ -115,6 +158,14 @@ class SeatTiming:
     off_delay: timedelta = timedelta(minutes=10)  # empty this long before "free" again
     heartbeat: timedelta = timedelta(seconds=300)
     silent_after_heartbeats: int = 3
+    hog_after: timedelta = timedelta(minutes=30)  # held by a bag this long: flagged
+
+    def __post_init__(self) -> None:
+        for name in ("on_delay", "off_delay", "heartbeat", "hog_after"):
+            if getattr(self, name) < timedelta(0):
+                raise ValueError(f"seat timing {name} must not be negative")
+        if self.silent_after_heartbeats < 1:
+            raise ValueError("silent_after_heartbeats must be at least 1")
 
     @property
     def silence(self) -> timedelta:
@@ -128,6 +179,7 @@ class SeatMachine:
     A seat is shown `free` only after the sensor has said empty for `off_delay` (a
     student fetching a book has not left), `occupied`/`held` after `on_delay` of
     presence, and `unknown` — never `free` — while the sensor is offline or silent.
+    A seat `held` (a bag, nobody there) for `hog_after` is flagged `held_too_long`.
     """
 
     timing: SeatTiming = field(default_factory=SeatTiming)
@@ -139,6 +191,12 @@ class SeatMachine:
     online: bool = True
     boot: int = -1
     seq: int = -1
+    held_too_long: bool = False
+
+    @property
+    def held_since(self) -> datetime | None:
+        """When the seat started being shown `held` (None unless it is held now)."""
+        return self.since if self.state is SeatState.HELD else None
 
     def reading(self, boot: int, seq: int, presence: str, ts: datetime, now: datetime) -> bool:
         """Apply a sensor reading in (boot, seq) order; return True if the state changed."""
@@ -159,8 +217,17 @@ class SeatMachine:
         return self.tick(now)
 
     def tick(self, now: datetime) -> bool:
-        """Re-evaluate against the clock; return True if the state changed."""
-        return self._set(self._target(now), now)
+        """Re-evaluate against the clock; return True if the state or its hog flag changed."""
+        changed = self._set(self._target(now), now)
+        hogging = (
+            self.state is SeatState.HELD
+            and self.since is not None
+            and now - self.since >= self.timing.hog_after
+        )
+        if hogging != self.held_too_long:
+            self.held_too_long = hogging
+            changed = True
+        return changed
 
     def _target(self, now: datetime) -> SeatState:
         if (

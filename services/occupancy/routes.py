@@ -13,7 +13,7 @@ from sse_starlette import EventSourceResponse, ServerSentEvent
 
 from kernel.layout import Layout
 from kernel.topics import DEVICE_RE, SITE_RE
-from services.occupancy.view import OccupancyView, SeatView, ZoneView
+from services.occupancy.view import ForecastView, OccupancyView, SeatView, ZoneView
 
 STATIC_DIR = FilePath(__file__).parent / "static"
 RETRY_MS = 3000  # how long a browser's EventSource waits before it reconnects
@@ -87,6 +87,14 @@ def occupancy_router(
         ):
             raise HTTPException(404, f"unknown zone {zone[:70]!r} in site {layout.site!r}")
         return view.seats(layout.site, zone)
+
+    @router.get("/sites/{site}/forecast", responses=NOT_FOUND)
+    async def list_forecasts(layout: SiteLayout) -> list[ForecastView]:
+        """Per zone, how busy this hour and the next few usually are (means of past weeks).
+
+        Empty until the occupancy service has published its first forecast; an hour with
+        no history has `occupancy` and `busyness` null."""
+        return view.forecasts(layout.site)
 
     @router.get(
         "/sites/{site}/stream",

@@ -6,9 +6,10 @@ import asyncio
 import json
 import logging
 import random
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Any
 
 import aiomqtt
 from pydantic import ValidationError
@@ -18,14 +19,32 @@ from kernel.bus import BrokerAddress, client
 from kernel.clock import Clock
 from kernel.layout import Layout
 from kernel.models import Event, GateData, SeatData, StatusMessage, format_ts
-from kernel.schema import zone_point
+from kernel.schema import drift_point, zone_point
 from kernel.store.base import Point, SeriesStore
 from kernel.topics import Kind, event_subscription, state_topic
-from services.occupancy.logic import SeatMachine, SeatState, SeatTiming, ZoneCounts, busyness
+from services.occupancy.forecast import Profile, forecast, history_query, weekly_profile
+from services.occupancy.logic import (
+    SeatMachine,
+    SeatState,
+    SeatTiming,
+    ZoneCounts,
+    busyness,
+    next_closing,
+)
 
 log = logging.getLogger("stackpulse.occupancy")
 
 Outgoing = tuple[str, bytes]  # (topic, retained JSON payload)
+
+
+PRIVACY_FLOOR = 5  # the recommended floor; the dataclass default 0 publishes every count
+
+_ENV_SECONDS = {
+    "STACKPULSE_SEAT_ON_DELAY": "on_delay",
+    "STACKPULSE_SEAT_OFF_DELAY": "off_delay",
+    "STACKPULSE_SEAT_HEARTBEAT": "heartbeat",
+    "STACKPULSE_SEAT_HOG_AFTER": "hog_after",
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,14 +54,69 @@ class OccupancySettings:
     timing: SeatTiming = field(default_factory=SeatTiming)
     tick_seconds: float = 0.5  # wall seconds between clock re-evaluations
     record_every: timedelta = timedelta(minutes=1)  # clock time between stored snapshots
+    # A zone with fewer people than this (but some) publishes `occupancy: null` and
+    # `occupancy_band: "few"`: a count of 1-4 in a small room can single somebody out.
+    # The store keeps exact counts for staff; only the public state is floored.
+    privacy_floor: int = 0
+    forecast_every: timedelta = timedelta(minutes=15)  # clock time between forecasts
+    forecast_weeks: int = 4  # history the "usually" figures are drawn from
+    forecast_hours: int = 4  # this hour and the next ones
+
+    def __post_init__(self) -> None:
+        if self.privacy_floor < 0:
+            raise ValueError("privacy_floor must not be negative")
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str], *, root: str = "lib/v1") -> OccupancySettings:
+        """Settings from environment variables (seconds for the seat delays).
+
+        STACKPULSE_SEAT_ON_DELAY (60), STACKPULSE_SEAT_OFF_DELAY (600),
+        STACKPULSE_SEAT_HEARTBEAT (300), STACKPULSE_SEAT_HOG_AFTER (1800),
+        STACKPULSE_SEAT_SILENT_HEARTBEATS (3), STACKPULSE_PRIVACY_FLOOR (5).
+        A bad value raises ValueError naming the variable.
+        """
+        timing: dict[str, Any] = {}
+        for var, name in _ENV_SECONDS.items():
+            if var in env:
+                timing[name] = timedelta(seconds=_number(env, var))
+        if "STACKPULSE_SEAT_SILENT_HEARTBEATS" in env:
+            timing["silent_after_heartbeats"] = int(
+                _number(env, "STACKPULSE_SEAT_SILENT_HEARTBEATS")
+            )
+        floor = PRIVACY_FLOOR
+        if "STACKPULSE_PRIVACY_FLOOR" in env:
+            floor = int(_number(env, "STACKPULSE_PRIVACY_FLOOR"))
+        try:
+            return cls(root=root, timing=SeatTiming(**timing), privacy_floor=floor)
+        except ValueError as err:
+            raise ValueError(f"occupancy settings: {err}") from None
+
+
+def _number(env: Mapping[str, str], var: str) -> float:
+    try:
+        value = float(env[var])
+    except ValueError:
+        raise ValueError(f"{var}={env[var][:40]!r} is not a number") from None
+    if not value >= 0 or value == float("inf"):
+        raise ValueError(f"{var}={env[var][:40]!r} must be a finite number >= 0")
+    return value
 
 
 class SiteOccupancy:
     """All derived occupancy state of one site; pure apart from the `now` it is given."""
 
-    def __init__(self, layout: Layout, timing: SeatTiming, root: str) -> None:
+    MAX_PENDING_POINTS = 10_000
+
+    def __init__(
+        self, layout: Layout, timing: SeatTiming, root: str, *, privacy_floor: int = 0
+    ) -> None:
         self.layout = layout
         self.root = root
+        self.privacy_floor = privacy_floor
+        self._next_close: datetime | None = None
+        self._look_after: datetime | None = None
+        self.drift: list[tuple[datetime, dict[str, int]]] = []  # (closing, zone -> drift)
+        self._pending: list[Point] = []
         self.zones = ZoneCounts(layout)
         self.seats = {s.device: SeatMachine(timing) for s in layout.seats}
         self._seat_of = {s.device: s for s in layout.seats}
@@ -70,11 +144,52 @@ class SiteOccupancy:
         return []
 
     def tick(self, now: datetime) -> list[Outgoing]:
-        out: list[Outgoing] = []
+        out: list[Outgoing] = self._closings(now)
         for device, machine in self.seats.items():
             if machine.tick(now):
                 out.extend(self._seat_changed(device, now))
         return _last_per_topic(out)
+
+    def take_points(self) -> list[Point]:
+        """Points made since the last call (the drift found at each closing)."""
+        points, self._pending = self._pending, []
+        return points
+
+    def restore_points(self, points: list[Point]) -> None:
+        """Put back points that could not be stored, ahead of newer ones (bounded)."""
+        self._pending[:0] = points
+        del self._pending[: -self.MAX_PENDING_POINTS]
+
+    def _closings(self, now: datetime) -> list[Outgoing]:
+        """At each closing time everyone has left: reset the counts, record the drift."""
+        if self._next_close is None:
+            if self._look_after is not None and now < self._look_after:
+                return []
+            self._next_close = next_closing(self.layout, now)
+            self._look_after = now + timedelta(days=1)  # an always-open site: look daily
+        out: list[Outgoing] = []
+        while self._next_close is not None and now >= self._next_close:
+            closed_at = self._next_close
+            shown = self.zones.counts
+            drift = self.zones.reset_net()
+            self.drift.append((closed_at, drift))
+            del self.drift[:-30]  # a month of closings is plenty to look back on
+            for z in self.layout.zones:
+                point = drift_point(
+                    self.layout.site,
+                    z.id,
+                    z.floor,
+                    drift=drift[z.id],
+                    shown=shown[z.id],
+                    ts=closed_at,
+                )
+                self._pending.append(point)
+            del self._pending[: -self.MAX_PENDING_POINTS]
+            if any(drift.values()):
+                log.info("closing reset of %s at %s: drift %s", self.layout.site, closed_at, drift)
+            out += [self._zone_message(z.id, now) for z in self.layout.zones]
+            self._next_close = next_closing(self.layout, closed_at)
+        return out
 
     def snapshot(self, now: datetime) -> list[Outgoing]:
         """Everything, as retained messages: what a new reader needs."""
@@ -103,6 +218,28 @@ class SiteOccupancy:
             )
         return points
 
+    def forecast_messages(self, profile: Profile, now: datetime, hours: int) -> list[Outgoing]:
+        """Retained `_state/occupancy/forecast/{zone}`: typical occupancy of coming hours."""
+        out: list[Outgoing] = []
+        for zone, coming in forecast(self.layout, profile, now, hours).items():
+            body = {
+                "id": zone,
+                "hours": [
+                    {
+                        "at": format_ts(u.at),
+                        "occupancy": self._floored(u.occupancy),
+                        "busyness": u.busyness,
+                    }
+                    for u in coming
+                ],
+            }
+            topic = state_topic(self.root, self.layout.site, "occupancy", "forecast", zone)
+            out.append((topic, json.dumps(body).encode()))
+        return out
+
+    def _floored(self, n: int | None) -> int | None:
+        return None if n is None or 0 < n < self.privacy_floor else n
+
     def _seat_changed(self, device: str, now: datetime) -> list[Outgoing]:
         return [self._seat_message(device), self._zone_message(self._seat_of[device].zone, now)]
 
@@ -114,12 +251,16 @@ class SiteOccupancy:
         states = self._zone_seat_states(zone_id)
         occupancy = self.zones.count(zone_id)
         self.updated_at[zone_id] = now
+        few = 0 < occupancy < self.privacy_floor
         body = {
             "id": z.id,
             "name": z.name,
             "floor": z.floor,
             "capacity": z.capacity,
-            "occupancy": occupancy,
+            # Below the privacy floor the exact count is withheld, not rounded to zero:
+            # zero would claim the room is empty, which is a different (false) fact.
+            "occupancy": None if few else occupancy,
+            "occupancy_band": "few" if few else None,
             "seats_total": len(states),
             "seats_free": states.count(SeatState.FREE),
             "busyness": busyness(occupancy, z.capacity),
@@ -136,6 +277,8 @@ class SiteOccupancy:
             "zone": seat.zone,
             "state": machine.state.value,
             "since": format_ts(machine.since) if machine.since else None,
+            "held_since": format_ts(machine.held_since) if machine.held_since else None,
+            "held_too_long": machine.held_too_long,
             "features": list(seat.features),
             "x": seat.x,
             "y": seat.y,
@@ -152,6 +295,8 @@ def _last_per_topic(messages: Iterable[Outgoing]) -> list[Outgoing]:
 class OccupancyService:
     """Runs SiteOccupancy for each layout against the bus, the clock and the store."""
 
+    MAX_INFLIGHT = 100  # QoS 1 state publishes awaiting their PUBACK at once
+
     def __init__(
         self,
         layouts: Iterable[Layout],
@@ -161,7 +306,12 @@ class OccupancyService:
     ) -> None:
         self.settings = settings or OccupancySettings()
         self.sites = {
-            lay.site: SiteOccupancy(lay, self.settings.timing, self.settings.root)
+            lay.site: SiteOccupancy(
+                lay,
+                self.settings.timing,
+                self.settings.root,
+                privacy_floor=self.settings.privacy_floor,
+            )
             for lay in layouts
         }
         self._store = store
@@ -188,6 +338,7 @@ class OccupancyService:
         async with asyncio.TaskGroup() as tg:
             tg.create_task(self._ticker(), name="occupancy-tick")
             tg.create_task(self._recorder(), name="occupancy-record")
+            tg.create_task(self._forecaster(), name="occupancy-forecast")
             tg.create_task(self._connection_loop(broker), name="occupancy-mqtt")
 
     async def _connection_loop(self, broker: BrokerAddress) -> None:
@@ -221,10 +372,25 @@ class OccupancyService:
             await self._out.put(out)
 
     async def _publisher(self, mqtt: aiomqtt.Client) -> None:
-        while True:
-            raise_if_cancelling()
-            topic, body = await self._out.get()
-            await mqtt.publish(topic, body, qos=1, retain=True, timeout=30)
+        # QoS 1 publishes waited for one by one cap the service at one PUBACK round trip
+        # per message (about 100/s): keep up to MAX_INFLIGHT of them on the wire instead.
+        # Each publish hands its message to the client in the order taken from the
+        # queue, so the newest retained state of a topic is still the one sent last.
+        inflight = asyncio.Semaphore(self.MAX_INFLIGHT)
+
+        async def publish(topic: str, body: bytes) -> None:
+            try:
+                await mqtt.publish(topic, body, qos=1, retain=True, timeout=30)
+            finally:
+                inflight.release()
+
+        async with asyncio.TaskGroup() as tg:
+            while True:
+                raise_if_cancelling()
+                topic, body = await self._out.get()
+                async with asyncio.timeout(60):
+                    await inflight.acquire()
+                tg.create_task(publish(topic, body))
 
     async def _ticker(self) -> None:
         while True:
@@ -235,13 +401,35 @@ class OccupancyService:
                 for out in site.tick(now):
                     await self._enqueue(out)
 
+    async def _forecaster(self) -> None:
+        """Every `forecast_every`, read the history and publish what is usual now."""
+        s = self.settings
+        while True:
+            raise_if_cancelling()
+            now = self._clock.now()
+            for site in self.sites.values():
+                query = history_query(site.layout.site, now, s.forecast_weeks)
+                try:
+                    async with asyncio.timeout(30):
+                        rows = await self._store.query(query)
+                except Exception as err:  # no forecast this round; the last one stays
+                    log.warning("could not read occupancy history: %s", err)
+                    continue
+                profile = weekly_profile(rows, site.layout.tz)
+                for out in site.forecast_messages(profile, now, s.forecast_hours):
+                    await self._enqueue(out)
+            await self._clock.sleep(s.forecast_every.total_seconds())
+
     async def _recorder(self) -> None:
         while True:
             raise_if_cancelling()
             await self._clock.sleep(self.settings.record_every.total_seconds())
             now = self._clock.now()
             points = [p for site in self.sites.values() for p in site.zone_points(now)]
+            drift = {name: site.take_points() for name, site in self.sites.items()}
             try:
-                await self._store.write(points)
+                await self._store.write(points + [p for ps in drift.values() for p in ps])
             except Exception as err:  # a missed snapshot is repaired by the next one
                 log.warning("could not store zone snapshot: %s", err)
+                for name, ps in drift.items():  # but a day's drift is kept for the next try
+                    self.sites[name].restore_points(ps)

@@ -38,7 +38,10 @@ class ZoneView(_View):
     name: str
     floor: StrictInt
     capacity: Count
-    occupancy: Count
+    # None when fewer people than the privacy floor are in: small numbers are not
+    # published exactly. (The service's state message also says `occupancy_band: "few"`;
+    # the API keeps to the fields its contract tests pin.)
+    occupancy: Count | None
     seats_total: Count
     seats_free: Count
     busyness: Busyness
@@ -56,6 +59,21 @@ class SeatView(_View):
     features: tuple[str, ...] = ()
     x: float | None = None
     y: float | None = None
+
+
+class UsualHour(_View):
+    """One coming hour as it usually is: the mean of the same hour of past weeks."""
+
+    at: Timestamp
+    occupancy: Count | None = None  # None: no history, or under the privacy floor
+    busyness: Busyness | None = None
+
+
+class ForecastView(_View):
+    """`_state/occupancy/forecast/{zone}`: this hour and the next, as they usually are."""
+
+    id: str
+    hours: tuple[UsualHour, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,6 +156,7 @@ class OccupancyView:
         self.queue_size = queue_size
         self._items: dict[tuple[str, What], dict[str, ZoneView | SeatView]] = {}
         self._subs: set[Subscription] = set()
+        self._forecasts: dict[str, dict[str, ForecastView]] = {}
 
     def apply(self, topic: str, payload: bytes | str) -> Change | None:
         """Take one state message; return the change, or None if nothing changed.
@@ -145,11 +164,15 @@ class OccupancyView:
         An empty payload clears a retained topic, so it removes the entry. Anything that
         does not parse is logged and ignored: a bad message must not stop the view.
         """
+        raw = payload.encode() if isinstance(payload, str) else payload
+        parts = parse_system_topic(topic, self.root, "_state")
+        if parts is not None and len(parts) == 4 and parts[1:3] == [SERVICE, "forecast"]:
+            self._apply_forecast(topic, parts[0], parts[3], raw)
+            return None  # forecasts are read on request, not streamed
         target = self._target(topic)
         if target is None:
             return None
         site, what, ident = target
-        raw = payload.encode() if isinstance(payload, str) else payload
         if not raw:
             self._items.get((site, what), {}).pop(ident, None)
             return None
@@ -164,6 +187,26 @@ class OccupancyView:
         for sub in list(self._subs):
             sub.offer(change)
         return change
+
+    def _apply_forecast(self, topic: str, site: str, ident: str, raw: bytes) -> None:
+        if not SITE_RE.fullmatch(site) or not DEVICE_RE.fullmatch(ident):
+            return
+        entries = self._forecasts.setdefault(site, {})
+        if not raw:
+            entries.pop(ident, None)
+            return
+        if len(raw) > MAX_STATE_BYTES:
+            return
+        try:
+            item = ForecastView.model_validate_json(raw)
+        except ValidationError as err:
+            log.warning("ignored occupancy forecast on %s: %s", topic, err.errors()[0]["msg"])
+            return
+        if item.id == ident:
+            entries[ident] = item
+
+    def forecasts(self, site: str) -> list[ForecastView]:
+        return sorted(self._forecasts.get(site, {}).values(), key=lambda f: f.id)
 
     def sites(self) -> list[str]:
         return sorted({site for site, _ in self._items})
@@ -226,7 +269,7 @@ def _parse(topic: str, what: What, ident: str, raw: bytes) -> ZoneView | SeatVie
 
 def subscriptions(root: str = DEFAULT_ROOT) -> list[str]:
     """The topic filters of the occupancy state, and nothing of other services."""
-    return [state_topic(root, "+", SERVICE, what, "+") for what in ("zone", "seat")]
+    return [state_topic(root, "+", SERVICE, what, "+") for what in ("zone", "seat", "forecast")]
 
 
 async def run_view(view: OccupancyView, client: aiomqtt.Client, root: str = DEFAULT_ROOT) -> None:

@@ -7,6 +7,7 @@
   const BUSY_LABEL = {
     quiet: "Quiet", moderate: "Moderate", busy: "Busy", "very busy": "Very busy", full: "Full",
   };
+  const FEATURES = ["power", "window", "quiet"]; // the seat filters a student can tick
   const ANNOUNCE_EVERY_MS = 30000; // screen readers should not narrate every sensor blip
   const MAX_RETRY_MS = 30000;
 
@@ -21,7 +22,10 @@
     retryTimer: null,
     frame: 0,
     lastAnnounce: 0,
+    filters: new Set(),
+    usual: new Map(), // zone -> [{at, occupancy, busyness}] of this hour and the next
     timeFmt: new Intl.DateTimeFormat(undefined, { hour: "2-digit", minute: "2-digit", second: "2-digit" }),
+    hourFmt: new Intl.DateTimeFormat(undefined, { hour: "2-digit", minute: "2-digit" }),
   };
   const $ = (id) => document.getElementById(id);
 
@@ -57,6 +61,9 @@
     try {
       app.timeFmt = new Intl.DateTimeFormat(undefined, {
         hour: "2-digit", minute: "2-digit", second: "2-digit", timeZone: site.timezone,
+      });
+      app.hourFmt = new Intl.DateTimeFormat(undefined, {
+        hour: "2-digit", minute: "2-digit", timeZone: site.timezone,
       });
     } catch (_) { /* an unknown time zone: keep the browser's own */ }
     $("site-name").textContent = site.name;
@@ -127,14 +134,80 @@
     });
   }
 
+  // ---- "usually busy at this hour" -------------------------------------------------
+
+  const FORECAST_EVERY_MS = 5 * 60 * 1000;
+
+  async function loadForecast() {
+    try {
+      const response = await fetch(`/api/v1/sites/${encodeURIComponent(app.site.id)}/forecast`,
+        { headers: { Accept: "application/json" } });
+      if (response.ok) {
+        app.usual = new Map((await response.json()).map((f) => [f.id, f.hours]));
+        schedule();
+      }
+    } catch (_) { /* keep the last one; the live view does not depend on it */ }
+    setTimeout(loadForecast, FORECAST_EVERY_MS);
+  }
+
+  function usualText(zoneId) {
+    const hours = (app.usual.get(zoneId) || []).filter((h) => h.busyness);
+    if (!hours.length) return null;
+    const now = hours[0];
+    const later = hours.find((h) => h.busyness !== now.busyness);
+    const label = (b) => (BUSY_LABEL[b] || b).toLowerCase();
+    let text = `Usually ${label(now.busyness)} at this hour`;
+    if (later) text += ` · ${label(later.busyness)} from ${app.hourFmt.format(new Date(later.at))}`;
+    return text;
+  }
+
+  // ---- seat filters ------------------------------------------------------------------
+
+  function loadFilters() {
+    let saved = [];
+    try { saved = JSON.parse(localStorage.getItem("seat-filters") || "[]"); } catch (_) { /* none */ }
+    app.filters = new Set(FEATURES.filter((f) => saved.includes(f)));
+    for (const box of document.querySelectorAll("#filters input[type=checkbox]")) {
+      box.checked = app.filters.has(box.value);
+      box.addEventListener("change", () => {
+        if (box.checked) app.filters.add(box.value); else app.filters.delete(box.value);
+        try { localStorage.setItem("seat-filters", JSON.stringify([...app.filters])); } catch (_) { /* private mode */ }
+        schedule();
+      });
+    }
+  }
+
+  function matches(seat) {
+    for (const f of app.filters) if (!(seat.features || []).includes(f)) return false;
+    return true;
+  }
+
+  // Free seats of a zone as the student wants them: the zone's own count without
+  // filters, else counted from the seats that have every ticked feature.
+  function freeFor(z) {
+    if (!app.filters.size) return { free: z.seats_free, total: z.seats_total };
+    let free = 0, total = 0;
+    for (const seat of app.seats.values()) {
+      if (seat.zone !== z.id || !matches(seat)) continue;
+      total += 1;
+      if (seat.state === "free") free += 1;
+    }
+    return { free, total };
+  }
+
+  function filterText() {
+    return app.filters.size ? ` with ${[...app.filters].join(" + ")}` : "";
+  }
+
   // ---- zones -------------------------------------------------------------------------
 
   const changed = new Set();
   function markChanged(id) { changed.add(id); }
 
   function zoneRank(z) {
-    if (z.seats_free > 0) return 0;
-    return z.seats_total === 0 ? 1 : 2; // no seat sensors, then full
+    const { free, total } = freeFor(z);
+    if (free > 0) return 0;
+    return total === 0 ? 1 : 2; // no (matching) seat sensors, then full
   }
 
   function sortedZones() {
@@ -144,10 +217,10 @@
 
   function renderSummary() {
     const zones = [...app.zones.values()];
-    const free = zones.reduce((n, z) => n + z.seats_free, 0);
+    const free = zones.reduce((n, z) => n + freeFor(z).free, 0);
     $("free-total").textContent = String(free);
-    $("free-label").textContent = free === 1 ? "seat free" : "seats free";
-    const open = zones.filter((z) => z.seats_free > 0).length;
+    $("free-label").textContent = (free === 1 ? "seat free" : "seats free") + filterText();
+    const open = zones.filter((z) => freeFor(z).free > 0).length;
     $("zone-count").textContent = zones.length
       ? `in ${open} of ${zones.length} zone${zones.length === 1 ? "" : "s"}` : "Waiting for data";
     const updated = $("updated");
@@ -185,26 +258,33 @@
   }
 
   function fillZone(button, z) {
-    const pct = z.capacity > 0 ? Math.round((100 * z.occupancy) / z.capacity) : 0;
-    const full = z.seats_total > 0 && z.seats_free === 0;
+    // Below the privacy floor the service withholds the count (occupancy null, band "few").
+    const few = z.occupancy === null || z.occupancy === undefined;
+    const pct = !few && z.capacity > 0 ? Math.round((100 * z.occupancy) / z.capacity) : 0;
+    const { free, total } = freeFor(z);
+    const full = total > 0 && free === 0;
+    const usual = usualText(z.id);
     button.dataset.busyness = z.busyness.replace(" ", "-");
     button.classList.toggle("is-full", full);
-    const seatsText = z.seats_total === 0 ? "no seat sensors" : `${z.seats_free} free of ${z.seats_total}`;
+    const fullText = few ? "a few people" : `${pct}% full`;
+    const none = app.filters.size ? `no seats${filterText()}` : "no seat sensors";
+    const seatsText = total === 0 ? none : `${free} free of ${total}${filterText()}`;
     button.setAttribute("aria-label",
-      `${z.name}, floor ${z.floor}: ${seatsText}; ${BUSY_LABEL[z.busyness] || z.busyness}, ${pct}% full`);
+      `${z.name}, floor ${z.floor}: ${seatsText}; ${BUSY_LABEL[z.busyness] || z.busyness}, ${fullText}${usual ? `. ${usual}` : ""}`);
     button.replaceChildren(
       el("span", { class: "zone-main" },
         el("span", { class: "zone-name", text: z.name }),
         el("span", { class: "zone-floor", text: `Floor ${z.floor}` })),
-      z.seats_total === 0
-        ? el("span", { class: "zone-free none" }, el("span", { class: "free-of", text: "No seat sensors" }))
+      total === 0
+        ? el("span", { class: "zone-free none" }, el("span", { class: "free-of", text: app.filters.size ? "No such seats" : "No seat sensors" }))
         : el("span", { class: "zone-free" },
-          el("span", { class: "free-n", "data-testid": "free", text: String(z.seats_free) }),
-          el("span", { class: "free-of", text: `free of ${z.seats_total}` })),
+          el("span", { class: "free-n", "data-testid": "free", text: String(free) }),
+          el("span", { class: "free-of", text: `free of ${total}` })),
       el("span", { class: "zone-busy" },
         el("span", { class: "bar", "aria-hidden": "true" },
           el("span", { class: "bar-fill", style: `width:${Math.min(100, pct)}%` })),
-        el("span", { class: "busy-label", text: `${BUSY_LABEL[z.busyness] || z.busyness} · ${pct}% full` })),
+        el("span", { class: "busy-label", text: `${BUSY_LABEL[z.busyness] || z.busyness} · ${few ? "A few people" : `${pct}% full`}` })),
+      ...(usual ? [el("span", { class: "zone-usual", "data-testid": "usual", text: usual })] : []),
     );
   }
 
@@ -251,10 +331,11 @@
         el("span", { class: "swatch", "aria-hidden": "true" }),
         `${counts[s]} ${STATE_LABEL[s]}`)));
     renderMap(seats);
-    const free = seats.filter((s) => s.state === "free");
+    const free = seats.filter((s) => s.state === "free" && matches(s));
+    $("free-title").textContent = `Free now${filterText()}`;
     $("free-list").replaceChildren(...(free.length ? free.map((s) =>
       el("li", {}, el("strong", { text: shortId(s.id) }),
-        s.features && s.features.length ? ` · ${s.features.join(", ")}` : "")) : [el("li", { class: "none", text: "No free seats here right now." })]));
+        s.features && s.features.length ? ` · ${s.features.join(", ")}` : "")) : [el("li", { class: "none", text: `No free seats${filterText()} here right now.` })]));
   }
 
   function shortId(id) {
@@ -263,10 +344,12 @@
   }
 
   function seatNode(seat) {
-    const label = STATE_LABEL[seat.state] || "unknown";
+    const hog = seat.state === "held" && seat.held_too_long;
+    const label = hog ? "held long" : STATE_LABEL[seat.state] || "unknown";
     const features = seat.features && seat.features.length ? `, ${seat.features.join(", ")}` : "";
     return el("li", {
-      class: "seat", "data-seat-id": seat.id, "data-state": seat.state,
+      class: hog ? "seat is-hog" : "seat", "data-seat-id": seat.id, "data-state": seat.state,
+      "data-match": app.filters.size ? String(matches(seat)) : null,
       "aria-label": `Seat ${seat.id}: ${label}${features}`, title: `${seat.id}: ${label}${features}`,
     }, el("span", { class: "seat-id", text: shortId(seat.id), "aria-hidden": "true" }),
     el("span", { class: "seat-state", text: label, "aria-hidden": "true" }));
@@ -326,9 +409,11 @@
     }
     $("empty").textContent = "Waiting for the first readings from the building…";
     connect();
+    loadForecast();
   }
 
   function start() {
+    loadFilters();
     $("sheet-close").addEventListener("click", closeSheet);
     $("sheet").addEventListener("cancel", (e) => { e.preventDefault(); closeSheet(); });
     // A tap on the backdrop (the dialog element itself, outside its content) closes it.
