@@ -12,29 +12,13 @@ from hypothesis import strategies as st
 
 from gateway.decode import Accepted, Rejected, decode, index_sites
 from gateway.dedup import Deduplicator
-from kernel.layout import Layout
 from kernel.schema import capture_ns, to_ns
+from tests.support.layouts import ONE_OF_EACH
 
 ROOT = "lib/v1"
 NOW = datetime(2026, 11, 24, 10, 0, tzinfo=UTC)
 
-LAYOUT = Layout.model_validate(
-    {
-        "site": "main",
-        "name": "Test Library",
-        "zones": [{"id": "f1", "name": "Floor 1", "floor": 1, "capacity": 10}],
-        "gates": [{"device": "gate-1", "outer": "outside", "inner": "f1"}],
-        "seats": [{"id": "f1-001", "device": "seat-0001", "zone": "f1"}],
-        "shelves": [
-            {
-                "device": "shelf-1",
-                "zone": "f1",
-                "sections": [{"id": "1F-A01-1", "first": "A1", "last": "B99"}],
-            }
-        ],
-        "circulation": [{"device": "circ-1", "zone": "f1"}],
-    }
-)
+LAYOUT = ONE_OF_EACH
 SITES = index_sites([LAYOUT])
 
 

@@ -12,31 +12,11 @@ import sys
 from datetime import UTC, datetime
 
 from gateway.decode import Accepted, Rejected, decode, index_sites
-from kernel.layout import Layout
+from tests.support.layouts import ONE_OF_EACH
 
 ROOT = "lib/v1"
 NOW = datetime(2026, 11, 24, 10, 0, tzinfo=UTC)
-SITES = index_sites(
-    [
-        Layout.model_validate(
-            {
-                "site": "main",
-                "name": "Fuzz Library",
-                "zones": [{"id": "f1", "name": "Floor 1", "floor": 1, "capacity": 10}],
-                "gates": [{"device": "gate-1", "outer": "outside", "inner": "f1"}],
-                "seats": [{"id": "f1-001", "device": "seat-0001", "zone": "f1"}],
-                "shelves": [
-                    {
-                        "device": "shelf-1",
-                        "zone": "f1",
-                        "sections": [{"id": "1F-A01-1", "first": "A1", "last": "B99"}],
-                    }
-                ],
-                "circulation": [{"device": "circ-1", "zone": "f1"}],
-            }
-        )
-    ]
-)
+SITES = index_sites([ONE_OF_EACH])
 
 
 def split(data: bytes) -> tuple[str, bytes]:
