@@ -35,6 +35,9 @@ ZONE_FIELDS = {
     "updated_at",
 }
 SEAT_FIELDS = {"id", "zone", "state", "since"}
+# Fields beyond protocol.md section 5's minimum ("more fields may be added").
+ZONE_EXTRAS = {"occupancy_band"}
+SEAT_EXTRAS = {"features", "x", "y", "held_since", "held_too_long"}
 ROOT = "lib/v1"
 
 MAIN = Layout.model_validate(
@@ -137,7 +140,7 @@ async def test_zones_carry_exactly_the_protocol_fields(fed_view: OccupancyView) 
     assert response.status_code == 200
     zones = response.json()
     assert [z["id"] for z in zones] == ["f1-reading", "f2-quiet"]
-    assert all(set(z) == ZONE_FIELDS for z in zones)
+    assert all(set(z) == ZONE_FIELDS | ZONE_EXTRAS for z in zones)
     first = zones[0]
     assert (first["seats_free"], first["seats_total"], first["busyness"]) == (1, 2, "quiet")
     assert first["updated_at"].endswith("Z")
@@ -153,7 +156,7 @@ async def test_seats_carry_the_protocol_fields_and_filter_by_zone(
         reading = (await http.get("/api/v1/sites/main/seats", params={"zone": "f1-reading"})).json()
         quiet = (await http.get("/api/v1/sites/main/seats?zone=f2-quiet")).json()
     assert [s["id"] for s in every] == ["f1-r-001", "f1-r-002", "f2-q-001"]
-    assert all(SEAT_FIELDS <= set(s) <= SEAT_FIELDS | {"features", "x", "y"} for s in every)
+    assert all(SEAT_FIELDS <= set(s) <= SEAT_FIELDS | SEAT_EXTRAS for s in every)
     assert [(s["id"], s["state"]) for s in reading] == [("f1-r-001", "free"), ("f1-r-002", "held")]
     assert reading[1]["features"] == ["power"] and reading[0]["x"] == 0.0
     assert [(s["id"], s["state"]) for s in quiet] == [("f2-q-001", "unknown")]
@@ -200,7 +203,7 @@ async def test_sites_health_page_and_openapi() -> None:
         assert "get" in paths[f"/api/v1/sites/{{site}}/{path}"]
     assert "/api/v1/sites" in paths and "/healthz" in paths
     schemas = spec["components"]["schemas"]
-    assert set(schemas["ZoneView"]["properties"]) == ZONE_FIELDS
+    assert set(schemas["ZoneView"]["properties"]) == ZONE_FIELDS | ZONE_EXTRAS
     assert set(schemas["SeatView"]["properties"]) >= SEAT_FIELDS
     seats_ok = paths["/api/v1/sites/{site}/seats"]["get"]["responses"]["200"]
     assert seats_ok["content"]["application/json"]["schema"]["items"]["$ref"].endswith("SeatView")
@@ -246,7 +249,7 @@ async def test_stream_sends_a_snapshot_then_a_seat_change_published_later(
         name, snapshot = await anext(events)
         assert name == "snapshot" and snapshot["site"] == "main"
         assert {s["id"]: s["state"] for s in snapshot["seats"]}["f1-r-001"] == "free"
-        assert all(set(z) == ZONE_FIELDS for z in snapshot["zones"])
+        assert all(set(z) == ZONE_FIELDS | ZONE_EXTRAS for z in snapshot["zones"])
 
         changed = seat("f1-r-001", "f1-reading", "occupied")
         changed["since"] = "2026-11-24T10:43:00Z"
@@ -349,3 +352,18 @@ def test_view_holds_the_last_state_and_reports_only_real_changes(
             got.append((change.item.id, change.item.state))
     assert {s.id: s.state for s in view.seats("main")} == last
     assert got == expected
+
+
+def test_a_small_crowd_and_a_hogged_seat_reach_the_api_as_published() -> None:
+    view = OccupancyView(ROOT)
+    few = zone("f1-reading", 1) | {"occupancy": None, "occupancy_band": "few"}
+    view.apply(*msg(ROOT, "main", few, "zone"))
+    hog = seat(
+        "f1-r-002", "f1-reading", "held", held_since="2026-11-24T09:00:00Z", held_too_long=True
+    )
+    view.apply(*msg(ROOT, "main", hog, "seat"))
+    [z] = view.zones("main")
+    assert z.occupancy is None and z.occupancy_band == "few"
+    [s] = view.seats("main")
+    assert s.held_too_long and s.held_since is not None
+    assert s.model_dump(mode="json")["held_since"] == "2026-11-24T09:00:00.000Z"

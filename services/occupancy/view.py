@@ -39,13 +39,13 @@ class ZoneView(_View):
     floor: StrictInt
     capacity: Count
     # None when fewer people than the privacy floor are in: small numbers are not
-    # published exactly. (The service's state message also says `occupancy_band: "few"`;
-    # the API keeps to the fields its contract tests pin.)
+    # published exactly; `occupancy_band` then says "few".
     occupancy: Count | None
     seats_total: Count
     seats_free: Count
     busyness: Busyness
     updated_at: Timestamp
+    occupancy_band: Literal["few"] | None = None
 
 
 class SeatView(_View):
@@ -59,6 +59,8 @@ class SeatView(_View):
     features: tuple[str, ...] = ()
     x: float | None = None
     y: float | None = None
+    held_since: Timestamp | None = None  # a bag on the seat since then
+    held_too_long: bool = False  # held past the hogging limit
 
 
 class UsualHour(_View):
