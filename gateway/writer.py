@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import random
 import time
 
 from gateway.metrics import GatewayMetrics
 from gateway.spool import Spool
-from kernel.aio import raise_if_cancelling
+from kernel.aio import Backoff, raise_if_cancelling
 from kernel.store.base import Point, SeriesStore, StoreError, StoreRejected
 
 log = logging.getLogger("stackpulse.gateway.writer")
@@ -73,7 +72,7 @@ class SpoolWriter:
         return True
 
     async def _write_until_done(self, points: list[Point]) -> None:
-        delay = 0.2
+        backoff = Backoff(first=0.2, cap=self._max_backoff)
         while True:
             raise_if_cancelling()
             started = time.monotonic()
@@ -88,7 +87,7 @@ class SpoolWriter:
                 return
             except StoreError as err:
                 self._metrics.write_errors += 1
-                wait = delay * random.uniform(0.5, 1.5)
+                wait = backoff.next()
                 log.warning(
                     "store write failed (%s); %d bytes spooled; retrying in %.1fs",
                     err,
@@ -96,7 +95,6 @@ class SpoolWriter:
                     wait,
                 )
                 await asyncio.sleep(wait)
-                delay = min(delay * 2, self._max_backoff)
                 continue
             elapsed = time.monotonic() - started
             self._metrics.points_written += len(points)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import random
 
 
 def raise_if_cancelling() -> None:
@@ -16,3 +17,25 @@ def raise_if_cancelling() -> None:
     task = asyncio.current_task()
     if task is not None and task.cancelling():
         raise asyncio.CancelledError
+
+
+class Backoff:
+    """Jittered exponential backoff for reconnect and retry loops.
+
+    Each `next()` is the current step times a random factor in [0.5, 1.5), so that many
+    clients losing the same server do not come back in lock step; the step doubles up to
+    `cap` and `reset()` starts again after a success.
+    """
+
+    def __init__(self, first: float = 0.5, cap: float = 30.0) -> None:
+        self._first = first
+        self._cap = cap
+        self._step = first
+
+    def reset(self) -> None:
+        self._step = self._first
+
+    def next(self) -> float:
+        wait = self._step * random.uniform(0.5, 1.5)
+        self._step = min(self._step * 2, self._cap)
+        return wait

@@ -16,7 +16,7 @@ import uvicorn
 
 from gateway.decode import index_sites
 from gateway.service import Gateway, GatewaySettings
-from kernel.aio import raise_if_cancelling
+from kernel.aio import Backoff, raise_if_cancelling
 from kernel.bus import BrokerAddress, BrokerUrlError, client, parse_broker_url
 from kernel.catalog import CatalogError, load_catalog
 from kernel.clock import Clock, parse_clock
@@ -168,17 +168,16 @@ def _start(rt: Runtime, components: Sequence[str], tg: asyncio.TaskGroup) -> Non
 
 
 async def _view_loop(view: OccupancyView, broker: BrokerAddress, root: str) -> None:
-    delay = 0.5
+    backoff = Backoff()
     while True:
         raise_if_cancelling()
         try:
             async with client(broker) as mqtt:
-                delay = 0.5
+                backoff.reset()
                 await run_view(view, mqtt, root)
         except aiomqtt.MqttError as err:
             log.warning("api view lost the broker: %s; reconnecting", err)
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 30.0)
+            await asyncio.sleep(backoff.next())
 
 
 class _Server(uvicorn.Server):

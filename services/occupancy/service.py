@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import random
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -14,7 +13,7 @@ from typing import Any
 import aiomqtt
 from pydantic import ValidationError
 
-from kernel.aio import raise_if_cancelling
+from kernel.aio import Backoff, raise_if_cancelling
 from kernel.bus import BrokerAddress, client
 from kernel.clock import Clock
 from kernel.layout import Layout
@@ -342,7 +341,7 @@ class OccupancyService:
             tg.create_task(self._connection_loop(broker), name="occupancy-mqtt")
 
     async def _connection_loop(self, broker: BrokerAddress) -> None:
-        delay = 0.5
+        backoff = Backoff()
         while True:
             raise_if_cancelling()
             try:
@@ -354,7 +353,7 @@ class OccupancyService:
                     async with asyncio.TaskGroup() as tg:
                         tg.create_task(self._publisher(mqtt), name="occupancy-publish")
                         self.ready.set()
-                        delay = 0.5
+                        backoff.reset()
                         async for message in mqtt.messages:
                             raise_if_cancelling()
                             payload = message.payload
@@ -364,8 +363,7 @@ class OccupancyService:
             except* aiomqtt.MqttError as group:
                 self.ready.clear()
                 log.warning("broker %s: %s; reconnecting", broker, group.exceptions[0])
-                await asyncio.sleep(delay * random.uniform(0.5, 1.5))
-                delay = min(delay * 2, 30.0)
+                await asyncio.sleep(backoff.next())
 
     async def _enqueue(self, out: Outgoing) -> None:
         async with asyncio.timeout(30):
