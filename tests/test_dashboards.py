@@ -29,13 +29,13 @@ from dashboards.influx import (
     variant_config,
 )
 from kernel.layout import Layout
-from kernel.models import Event
 from kernel.store import Point, open_store
 from kernel.store.influxql import Agg, Query, TagEq
 from services.occupancy.logic import SeatTiming
 from services.occupancy.service import SiteOccupancy
 from simulators import messages
 from simulators.synth import synthetic_layout
+from tests.support.events import sim_event
 
 ROOT = Path(__file__).resolve().parent.parent
 PROVISIONING = ROOT / "dashboards" / "provisioning"
@@ -223,16 +223,7 @@ def _simulated_day(layout: Layout, seed: int) -> list[Point]:
             site.tick(record_at)
             points += site.zone_points(record_at)
             record_at += timedelta(minutes=1)
-        event = Event(
-            site=layout.site,
-            kind=m.kind,
-            device=m.device,
-            channel=m.channel,
-            ts=m.payload.get("ts") or at,
-            received=at,
-            payload=m.payload,
-        )
-        site.apply(event, at)
+        site.apply(sim_event(m, layout.site), at)
     while record_at < DAY_END:
         site.tick(record_at)
         points += site.zone_points(record_at)

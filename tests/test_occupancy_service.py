@@ -11,13 +11,13 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from kernel.layout import Layout
-from kernel.models import Event
 from kernel.schema import ZONE_DRIFT
 from kernel.topics import Kind
 from services.occupancy.logic import SeatMachine, SeatState, SeatTiming, ZoneCounts, next_closing
 from services.occupancy.service import OccupancySettings, SiteOccupancy
-from simulators import Faults, LibraryModel, Message, SimConfig
+from simulators import Faults, LibraryModel, SimConfig
 from simulators.synth import synthetic_layout
+from tests.support.events import data_event, sim_event
 
 LAYOUT = synthetic_layout(site="main", floors=1, rooms_per_floor=2, seats_per_room=6)
 TZ = LAYOUT.tz
@@ -29,19 +29,6 @@ def local(day: date, hh: int, mm: int = 0) -> datetime:
     return datetime(day.year, day.month, day.day, hh, mm, tzinfo=TZ).astimezone(UTC)
 
 
-def event(m: Message, site: str = "main") -> Event:
-    at = datetime.fromtimestamp(m.at, UTC)
-    return Event(
-        site=site,
-        kind=m.kind,
-        device=m.device,
-        channel=m.channel,
-        ts=m.payload.get("ts") or at,
-        received=at,
-        payload=m.payload,
-    )
-
-
 def run_day(
     site: SiteOccupancy, model: LibraryModel, end: datetime, step: timedelta
 ) -> list[tuple[str, bytes]]:
@@ -51,7 +38,7 @@ def run_day(
     while t < end:
         t = min(end, t + step)
         for m in model.advance(t):
-            out += site.apply(event(m), datetime.fromtimestamp(m.at, UTC))
+            out += site.apply(sim_event(m), datetime.fromtimestamp(m.at, UTC))
         out += site.tick(t)
     return out
 
@@ -112,16 +99,7 @@ def test_seat_messages_carry_the_hog_flag() -> None:
 
     def reading(seq: int, presence: str, at: datetime) -> list[tuple[str, bytes]]:
         payload = {"ts": at.isoformat(), "boot": 1, "seq": seq, "presence": presence}
-        ev = Event(
-            site="main",
-            kind=Kind.SEAT,
-            device=seat.device,
-            channel="data",  # type: ignore[arg-type]
-            ts=at,
-            received=at,
-            payload=payload,
-        )
-        return site.apply(ev, at)
+        return site.apply(data_event(Kind.SEAT, seat.device, payload, at), at)
 
     reading(0, "object", t0)
     assert not site.tick(t0 + timedelta(seconds=30))  # UNKNOWN -> OCCUPIED came at once
@@ -292,16 +270,8 @@ def test_small_counts_are_withheld_not_shown_as_zero() -> None:
 
     def crossing(seq: int, n_in: int, n_out: int) -> dict[str, object]:
         at = s(seq)
-        ev = Event(
-            site="main",
-            kind=Kind.GATE,
-            device=gate.device,
-            channel="data",  # type: ignore[arg-type]
-            ts=at,
-            received=at,
-            payload={"ts": at.isoformat(), "boot": 1, "seq": seq, "in": n_in, "out": n_out},
-        )
-        out = site.apply(ev, at)
+        payload = {"ts": at.isoformat(), "boot": 1, "seq": seq, "in": n_in, "out": n_out}
+        out = site.apply(data_event(Kind.GATE, gate.device, payload, at), at)
         return next(json.loads(b) for t, b in out if t.endswith(f"/zone/{lobby}"))
 
     few = crossing(1, 4, 0)

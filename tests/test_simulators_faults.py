@@ -10,7 +10,8 @@ from services.occupancy.logic import SeatState, SeatTiming
 from services.occupancy.service import SiteOccupancy
 from simulators import Faults, LibraryModel, SimConfig, messages
 from simulators.synth import synthetic_layout
-from tests.test_occupancy_service import event, run_day
+from tests.support.events import sim_event
+from tests.test_occupancy_service import run_day
 
 LAYOUT = synthetic_layout(site="main", floors=1, rooms_per_floor=2, seats_per_room=10)
 START = datetime.combine(date(2026, 11, 24), time(10), LAYOUT.tz).astimezone(UTC)
@@ -39,7 +40,7 @@ def test_a_flapping_sensor_flaps_but_the_seat_it_shows_does_not() -> None:
         t += timedelta(seconds=30)
         for m in model.advance(t):
             at = datetime.fromtimestamp(m.at, UTC)
-            for topic, _ in site.apply(event(m), at):
+            for topic, _ in site.apply(sim_event(m), at):
                 if "/seat/" in topic:
                     changes[topic.rsplit("/", 1)[-1]] += 1
         site.tick(t)
