@@ -322,9 +322,11 @@ async def freshness(
     lat: list[float] = []
 
     def on_message(_c: object, _u: object, m: paho.MQTTMessage) -> None:
+        now = datetime.now(UTC)
         body = json.loads(m.payload)
-        ts = datetime.fromisoformat(body["payload"]["ts"].replace("Z", "+00:00"))
-        lat.append((datetime.now(UTC) - ts).total_seconds() * 1000)
+        for ev in body if isinstance(body, list) else [body]:  # a batch, or one event
+            ts = datetime.fromisoformat(ev["payload"]["ts"].replace("Z", "+00:00"))
+            lat.append((now - ts).total_seconds() * 1000)
 
     sub = paho.Client(CallbackAPIVersion.VERSION2, client_id=f"bench-ev-{uuid.uuid4().hex[:8]}")
     sub.on_message = on_message

@@ -4,11 +4,19 @@ from __future__ import annotations
 
 import base64
 import json
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
-from datetime import datetime, timedelta
+from collections.abc import Mapping
+from datetime import datetime
 
-from kernel.layout import Layout
+from gateway.fastpath import decode_fast
+from gateway.results import (
+    MAX_AHEAD,
+    MAX_BEHIND,
+    Accepted,
+    Rejected,
+    SiteIndex,
+    correct_clock,
+    index_sites,
+)
 from kernel.models import (
     MAX_PAYLOAD_BYTES,
     CircData,
@@ -26,56 +34,20 @@ from kernel.schema import circ_point, gate_point, seat_point, shelf_point, statu
 from kernel.store.base import Point
 from kernel.topics import Channel, Kind, TopicError, dead_letter_topic, parse_device_topic
 
-MAX_AHEAD = timedelta(minutes=5)
-MAX_BEHIND = timedelta(days=7)
+__all__ = [
+    "MAX_AHEAD",
+    "MAX_BEHIND",
+    "Accepted",
+    "Rejected",
+    "SiteIndex",
+    "correct_clock",
+    "decode",
+    "decode_checked",
+    "index_sites",
+    "is_system_output",
+]
+
 _DEAD_LETTER_KEEP = 4096  # bytes of an oversized payload kept for a person to look at
-
-
-@dataclass(frozen=True, slots=True)
-class SiteIndex:
-    """What the gateway must know of a site's layout to validate a message."""
-
-    devices: Mapping[str, Kind]
-    seats: Mapping[str, tuple[str, str]]  # device -> (seat id, zone)
-    sections: Mapping[str, frozenset[str]]  # shelf device -> its section ids
-
-    @classmethod
-    def of(cls, layout: Layout) -> SiteIndex:
-        return cls(
-            devices=layout.devices(),
-            seats={s.device: (s.id, s.zone) for s in layout.seats},
-            sections={s.device: frozenset(x.id for x in s.sections) for s in layout.shelves},
-        )
-
-
-def index_sites(layouts: Iterable[Layout]) -> dict[str, SiteIndex]:
-    return {layout.site: SiteIndex.of(layout) for layout in layouts}
-
-
-@dataclass(frozen=True, slots=True)
-class Accepted:
-    event: Event
-    point: Point
-    key: tuple[str, str, str, int, int] | None  # (site, kind, device, boot, seq); None: status
-
-
-@dataclass(frozen=True, slots=True)
-class Rejected:
-    reason: str  # short and stable: a metric label
-    detail: str
-    topic: str
-    site: str | None
-    kind: str | None
-    device: str | None
-    dead_letter: str  # topic to keep it on
-    body: bytes  # the dead-letter payload (JSON)
-
-
-def correct_clock(ts: datetime, received: datetime) -> tuple[datetime, bool]:
-    """Protocol section 4: a device clock too far ahead or behind gives way to ours."""
-    if ts - received > MAX_AHEAD or received - ts > MAX_BEHIND:
-        return received, True
-    return ts, False
 
 
 def is_system_output(root: str, topic: str) -> bool:
@@ -87,13 +59,31 @@ def is_system_output(root: str, topic: str) -> bool:
 
 
 def decode(
-    root: str, topic: str, raw: bytes, received: datetime, sites: Mapping[str, SiteIndex]
+    root: str,
+    topic: str,
+    raw: bytes,
+    received: datetime,
+    sites: Mapping[str, SiteIndex],
+    received_text: str | None = None,
 ) -> Accepted | Rejected | None:
     """Validate one message against the protocol and the layouts. Never raises.
 
-    None: the topic is the system's own output (a dead letter, say), which is not read
-    back — dead-lettering it would loop.
+    Common valid data messages take the fast path (gateway.fastpath); the rest, and
+    every message that is refused, the checked one. None: the topic is the system's own
+    output (a dead letter, say), which is not read back — dead-lettering it would loop.
+    `received_text` is `received` formatted, when the caller has it already.
     """
+    try:
+        fast = decode_fast(root, topic, raw, received, sites, received_text or format_ts(received))
+    except Exception:  # the checked path below says what is wrong
+        fast = None
+    return fast if fast is not None else decode_checked(root, topic, raw, received, sites)
+
+
+def decode_checked(
+    root: str, topic: str, raw: bytes, received: datetime, sites: Mapping[str, SiteIndex]
+) -> Accepted | Rejected | None:
+    """decode() through the protocol models only: slower, and precise about errors."""
     if is_system_output(root, topic):
         return None
     try:
@@ -144,9 +134,8 @@ def _decode(
         ts = msg.ts or received
         ts, corrected = correct_clock(ts, received)
         point = status_point(t.site, t.kind.value, t.device, msg, ts)
-        return Accepted(
-            _event(t.site, t.kind, t.device, t.channel, ts, received, corrected, msg), point, None
-        )
+        event = _event(t.site, t.kind, t.device, t.channel, ts, received, corrected, msg)
+        return _accepted(event, point, None)
     if isinstance(msg, ShelfData) and msg.section not in index.sections.get(t.device, ()):
         raise _Reject(
             "unknown_section", f"section {msg.section!r} is not read by {t.device!r}", *where
@@ -154,7 +143,21 @@ def _decode(
     ts, corrected = correct_clock(msg.ts, received)
     point = _point(t.site, t.device, msg, ts, corrected, index)
     event = _event(t.site, t.kind, t.device, t.channel, ts, received, corrected, msg)
-    return Accepted(event, point, (t.site, t.kind.value, t.device, msg.boot, msg.seq))
+    return _accepted(event, point, (t.site, t.kind.value, t.device, msg.boot, msg.seq))
+
+
+def _accepted(event: Event, point: Point, key: tuple[str, str, str, int, int] | None) -> Accepted:
+    return Accepted(
+        site=event.site,
+        kind=event.kind,
+        device=event.device,
+        channel=event.channel,
+        ts=event.ts,
+        received=event.received,
+        point=point,
+        key=key,
+        body=event.model_dump_json().encode(),
+    )
 
 
 def _point(
@@ -187,7 +190,7 @@ def _event(
     corrected: bool,
     msg: DevicePayload,
 ) -> Event:
-    # Every part is validated already: build without validating again (hot path).
+    # Every part is validated already: build without validating again.
     return Event.model_construct(
         site=site,
         kind=kind,

@@ -31,12 +31,12 @@ from paho.mqtt.properties import Properties
 from gateway.decode import Accepted, SiteIndex, decode
 from gateway.dedup import Deduplicator
 from gateway.metrics import GatewayMetrics
-from gateway.spool import Spool, SpoolLocked
+from gateway.spool import LINES, POINTS, Spool, SpoolLocked
 from gateway.writer import SpoolWriter
 from kernel.bus import BrokerAddress
 from kernel.clock import Clock
-from kernel.store.base import SeriesStore
-from kernel.topics import Channel, device_subscriptions, event_topic
+from kernel.store.base import LineStore, Point, SeriesStore
+from kernel.topics import Channel, device_subscriptions, event_batch_topic, event_topic
 
 log = logging.getLogger("stackpulse.gateway")
 
@@ -53,14 +53,19 @@ class GatewaySettings:
         default_factory=lambda: os.environ.get("STACKPULSE_GATEWAY_CLIENT_ID", "stackpulse-gateway")
     )
     batch_size: int = 5000  # points per store write (one spool segment)
-    flush_interval: float = 0.5  # a partial batch is written after this many seconds
+    flush_interval: float = 0.25  # a partial batch is written after this many seconds
     spool_dir: str = field(default_factory=lambda: os.environ.get("STACKPULSE_GATEWAY_SPOOL", ""))
     max_spool_bytes: int = field(
         default_factory=lambda: _env_int("STACKPULSE_GATEWAY_SPOOL_MAX_BYTES", 1 << 30)
     )
     # MQTT 5 shared subscription group ($share/<group>/...): several gateways split the load.
     share_group: str = field(default_factory=lambda: os.environ.get("STACKPULSE_GATEWAY_SHARE", ""))
-    max_inflight_publishes: int = 1000
+    # Data events go out in batches: after `batch_window` seconds or `batch_max` messages,
+    # whichever comes first. Device messages are acknowledged only when their batch is
+    # spooled and published, so batch_max must stay below the broker's in-flight window
+    # for us (Mosquitto's max_inflight_messages, 20 by default).
+    batch_window: float = 0.005
+    batch_max: int = 16
     max_queued_publishes: int = 100_000
     keepalive: int = 30
     metrics_port: int = field(
@@ -96,6 +101,18 @@ class _LogLimiter:
         return True
 
 
+@dataclass(slots=True)
+class _Batch:
+    """Accepted data messages that go out together (guarded by Gateway._lock)."""
+
+    points: list[Point] = field(default_factory=list)
+    # (site, kind) -> event bodies, and the device messages (mids) they acknowledge
+    events: dict[tuple[str, str], list[bytes]] = field(default_factory=dict)
+    acks: dict[tuple[str, str], list[int]] = field(default_factory=dict)
+    since: float = 0.0  # monotonic time of its first message
+    connection: int = 0  # the connection its mids belong to
+
+
 class Gateway:
     """Validates, deduplicates and routes device messages; never crashes on input."""
 
@@ -118,8 +135,16 @@ class Gateway:
         self._limiter = _LogLimiter()
         self._stopping = threading.Event()
         self._up = False
-        # Our publish mid -> the device message mid acknowledged when the broker has it.
-        self._ack_after: dict[int, int] = {}
+        # The batch being gathered; its lock is taken before any of paho's, never after.
+        self._lock = threading.Lock()
+        self._batch = _Batch()
+        # Our publish mid -> the device message mids acknowledged when the broker has it.
+        # Its own lock: paho calls on_publish holding its message lock, so this one must
+        # never be held while calling into paho.
+        self._ack_lock = threading.Lock()
+        self._ack_after: dict[int, list[int]] = {}
+        self._early: set[int] = set()  # PUBACKs that came before their mid was noted
+        self._connection = 0  # counts connections: mids are only valid within one
         self.metrics.spool_bytes = lambda: self._spool.bytes
         self.metrics.spool_segments = lambda: self._spool.sealed_segments
         self.metrics.connected = lambda: self._up
@@ -147,14 +172,21 @@ class Gateway:
             loop.call_soon_threadsafe(_settle, done, err)
 
         thread = threading.Thread(target=network, name="gateway-mqtt", daemon=True)
+        flusher = threading.Thread(
+            target=self._flush_loop, args=(mqtt,), name="gateway-batches", daemon=True
+        )
         self._stopping.clear()
         thread.start()
+        flusher.start()
         try:
             async with asyncio.TaskGroup() as tg:
                 tg.create_task(self._writer.run(), name="gateway-writer")
                 tg.create_task(_watch(done), name="gateway-mqtt")
         finally:
             self._stopping.set()
+            await asyncio.to_thread(flusher.join, 5.0)
+            with self._lock:
+                self._flush_locked(mqtt)
             mqtt.disconnect()
             await asyncio.to_thread(thread.join, 10.0)
             self._spool.close()
@@ -178,7 +210,9 @@ class Gateway:
             protocol=paho.MQTTv5 if v5 else paho.MQTTv311,
             manual_ack=True,
         )
-        mqtt.max_inflight_messages_set(s.max_inflight_publishes)
+        # 0: no in-flight cap. With one, paho rescans every queued publish on each PUBACK
+        # (most of its cost here); the queue bound below still holds.
+        mqtt.max_inflight_messages_set(0)
         mqtt.max_queued_messages_set(s.max_queued_publishes)
         mqtt.reconnect_delay_set(min_delay=1, max_delay=30)
         mqtt.suppress_exceptions = True
@@ -190,6 +224,12 @@ class Gateway:
             if rc.is_failure:
                 log.warning("broker refused the connection: %s", rc)
                 return
+            with self._lock:
+                # A batch gathered on the last connection goes to the spool before any
+                # redelivered message is read (and acknowledged as a duplicate); its
+                # mids meant the old connection, so they are not acknowledged.
+                self._flush_locked(c)
+                self._connection += 1
             c.subscribe([(t, 1) for t in subs])
             self._up = True
             loop.call_soon_threadsafe(self.connected.set)
@@ -198,31 +238,33 @@ class Gateway:
         def on_disconnect(_c: paho.Client, _u: object, _f: object, rc: Any, _p: object) -> None:
             # Message ids belong to one connection: the broker delivers every message we
             # did not acknowledge again, and paho resends our unacknowledged publishes.
-            self._ack_after.clear()
+            with self._ack_lock:
+                self._ack_after.clear()
+                self._early.clear()
             self._up = False
             loop.call_soon_threadsafe(self.connected.clear)
             if not self._stopping.is_set():
                 log.warning("lost the broker (%s); reconnecting with backoff", rc)
 
         def on_message(c: paho.Client, _u: object, msg: paho.MQTTMessage) -> None:
+            mid = msg.mid if msg.qos else None
             try:
-                published = self._handle(c, msg.topic, bytes(msg.payload))
+                raw = msg.payload if isinstance(msg.payload, bytes) else bytes(msg.payload)
+                with self._lock:
+                    self._handle(c, msg.topic, raw, mid)
             except Exception:
                 # Not acknowledged: the broker keeps it and delivers it again after the
                 # next reconnect; while this repeats, unacknowledged messages fill the
                 # broker's in-flight window and it stops sending (back-pressure).
                 log.exception("could not handle a message on %s", msg.topic[:200])
-                return
-            if published is None or msg.qos == 0:
-                c.ack(msg.mid, msg.qos)
-            else:
-                # Acknowledged once the broker has the event (or dead letter) too, so a
-                # killed gateway loses neither the point (spooled) nor the event.
-                self._ack_after[published] = msg.mid
 
         def on_publish(c: paho.Client, _u: object, mid: int, _rc: Any, _p: object) -> None:
-            device_mid = self._ack_after.pop(mid, None)
-            if device_mid is not None:
+            with self._ack_lock:
+                device_mids = self._ack_after.pop(mid, None)
+                if device_mids is None:
+                    self._early.add(mid)
+                    return
+            for device_mid in device_mids:
                 c.ack(device_mid, 1)
 
         mqtt.on_connect = on_connect
@@ -231,36 +273,85 @@ class Gateway:
         mqtt.on_message = on_message
         return mqtt
 
-    def _handle(self, mqtt: paho.Client, topic: str, raw: bytes) -> int | None:
-        """Route one message; the id of the publish its acknowledgement waits for, if any."""
+    def _handle(self, mqtt: paho.Client, topic: str, raw: bytes, mid: int | None) -> None:
+        """Route one message (batch lock held); acknowledge it when it is safe to."""
         m = self.metrics
         m.received += 1
         now = self._clock.now()
         result = decode(self.settings.root, topic, raw, now, self._sites)
         if result is None:
             m.ignored += 1
-            return None
+            self._ack_now(mqtt, mid)
+            return
         if not isinstance(result, Accepted):
             m.dead_lettered[result.reason] += 1
             if self._limiter.allow((result.site, result.device, result.reason)):
                 log.warning("dead letter (%s) on %s: %s", result.reason, topic[:200], result.detail)
-            return self._publish(mqtt, result.dead_letter, result.body, retain=False)
+            self._publish(mqtt, result.dead_letter, result.body, [mid], retain=False)
+            return
         if result.key is not None and self._dedup.is_duplicate(result.key):
             m.duplicates += 1
-            return None
+            self._ack_now(mqtt, mid)
+            return
+        m.lag_seconds = (result.received - result.ts).total_seconds()
+        if result.channel is Channel.STATUS:
+            # Rare: out on its own, retained, so a service that starts later still learns
+            # which devices are offline. What was gathered before it goes out first.
+            self._flush_locked(mqtt)
+            self._wait_for_spool_room()
+            self._spool.append(result.point)
+            m.accepted += 1
+            topic = event_topic(
+                self.settings.root, result.site, result.kind, result.device, "status"
+            )
+            self._publish(mqtt, topic, result.body, [mid], retain=True)
+            return
+        b = self._batch
+        if not b.points:
+            b.since = time.monotonic()
+            b.connection = self._connection
+        b.points.append(result.point)
+        where = (result.site, result.kind.value)
+        bodies = b.events.get(where)
+        if bodies is None:
+            bodies = b.events[where] = []
+            b.acks[where] = []
+        bodies.append(result.body)
+        if mid is not None:
+            b.acks[where].append(mid)
+        if len(b.points) >= self.settings.batch_max:
+            self._flush_locked(mqtt)
+
+    def _flush_loop(self, mqtt: paho.Client) -> None:
+        """Send a batch that has waited `batch_window`, even if no more messages come."""
+        window = self.settings.batch_window
+        while not self._stopping.wait(window / 2):
+            with self._lock:
+                b = self._batch
+                if b.points and time.monotonic() - b.since >= window:
+                    self._flush_locked(mqtt)
+
+    def _flush_locked(self, mqtt: paho.Client) -> None:
+        """Spool the batch's points (one write), then publish its events, one per kind."""
+        b = self._batch
+        if not b.points:
+            return
         self._wait_for_spool_room()
-        self._spool.append(result.point)
-        m.accepted += 1
-        ev = result.event
-        m.lag_seconds = (ev.received - ev.ts).total_seconds()
-        return self._publish(
-            mqtt,
-            event_topic(self.settings.root, ev.site, ev.kind, ev.device, ev.channel),
-            ev.model_dump_json().encode(),
-            # The last status of each device stays retained so a service that starts
-            # later still learns which devices are offline.
-            retain=ev.channel is Channel.STATUS,
-        )
+        self._spool.append_many(b.points)  # raises: nothing acknowledged, all redelivered
+        self._batch = _Batch()
+        self.metrics.accepted += len(b.points)
+        root = self.settings.root
+        stale = b.connection != self._connection
+        for (site, kind), bodies in b.events.items():
+            body = b"[" + b",".join(bodies) + b"]"
+            self._publish(
+                mqtt,
+                event_batch_topic(root, site, kind),
+                body,
+                [] if stale else b.acks[(site, kind)],
+                retain=False,
+                events=len(bodies),
+            )
 
     def _wait_for_spool_room(self) -> None:
         if not self._spool.full:
@@ -275,18 +366,51 @@ class Gateway:
         while self._spool.full and not self._stopping.is_set():
             time.sleep(0.1)
 
-    def _publish(self, mqtt: paho.Client, topic: str, body: bytes, *, retain: bool) -> int | None:
+    def _ack_now(self, mqtt: paho.Client, mid: int | None) -> None:
+        if mid is not None:
+            mqtt.ack(mid, 1)
+
+    def _publish(
+        self,
+        mqtt: paho.Client,
+        topic: str,
+        body: bytes,
+        device_mids: list[int | None] | list[int],
+        *,
+        retain: bool,
+        events: int = 1,
+    ) -> None:
+        """Publish at QoS 1; acknowledge `device_mids` once the broker has it."""
+        mids = [m for m in device_mids if m is not None]
         info = mqtt.publish(topic, body, qos=1, retain=retain)
         if info.rc == paho.MQTT_ERR_QUEUE_SIZE:
-            self.metrics.events_dropped += 1
-            return None
-        self.metrics.events_published += 1
-        return info.mid
+            # paho's bounded queue is full (the broker is gone for long): the points are
+            # spooled; the events are dropped, and counted.
+            self.metrics.events_dropped += events
+            for m in mids:
+                mqtt.ack(m, 1)
+            return
+        self.metrics.events_published += events
+        with self._ack_lock:
+            if info.mid in self._early:
+                self._early.discard(info.mid)
+            else:
+                self._ack_after[info.mid] = mids
+                return
+        for m in mids:
+            mqtt.ack(m, 1)
 
 
 def _open_spool(s: GatewaySettings, store: object) -> Spool:
+    # InfluxDB takes line protocol: spooled as such, a segment is sent as it lies on disk.
+    codec = LINES if isinstance(store, LineStore) else POINTS
     try:
-        return Spool(s.spool_path(store), segment_points=s.batch_size, max_bytes=s.max_spool_bytes)
+        return Spool(
+            s.spool_path(store),
+            segment_points=s.batch_size,
+            max_bytes=s.max_spool_bytes,
+            codec=codec,
+        )
     except SpoolLocked:
         if s.spool_dir:
             raise  # an explicit spool directory is never shared: say so and stop
@@ -297,7 +421,7 @@ def _open_spool(s: GatewaySettings, store: object) -> Spool:
         log.warning(
             "spool %s is in use; using %s (set a spool directory)", s.spool_path(store), private
         )
-        return Spool(private, segment_points=s.batch_size, max_bytes=s.max_spool_bytes)
+        return Spool(private, segment_points=s.batch_size, max_bytes=s.max_spool_bytes, codec=codec)
 
 
 def _settle(fut: asyncio.Future[None], err: BaseException | None) -> None:

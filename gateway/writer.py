@@ -7,9 +7,9 @@ import logging
 import time
 
 from gateway.metrics import GatewayMetrics
-from gateway.spool import Spool
+from gateway.spool import Segment, Spool
 from kernel.aio import Backoff, raise_if_cancelling
-from kernel.store.base import Point, SeriesStore, StoreError, StoreRejected
+from kernel.store.base import LineStore, SeriesStore, StoreError, StoreRejected
 
 log = logging.getLogger("stackpulse.gateway.writer")
 
@@ -62,28 +62,37 @@ class SpoolWriter:
         segment = await asyncio.to_thread(self._spool.oldest)
         if segment is None:
             return False
-        n, points = segment
         if once:
-            await self._store.write(points)
-            self._metrics.points_written += len(points)
+            await self._write(segment)
+            self._metrics.points_written += segment.count
         else:
-            await self._write_until_done(points)
-        self._spool.done(n)
+            await self._write_until_done(segment)
+        self._spool.done(segment.n)
         return True
 
-    async def _write_until_done(self, points: list[Point]) -> None:
+    async def _write(self, segment: Segment) -> None:
+        if segment.count == 0:
+            return
+        if segment.points:
+            await self._store.write(segment.points)
+        elif isinstance(self._store, LineStore):
+            await self._store.write_lines(segment.lines, segment.count)
+        else:
+            raise StoreError("the spool holds line protocol but the store does not take it")
+
+    async def _write_until_done(self, segment: Segment) -> None:
         backoff = Backoff(first=0.2, cap=self._max_backoff)
         while True:
             raise_if_cancelling()
             started = time.monotonic()
             try:
-                await self._store.write(points)
+                await self._write(segment)
             except StoreRejected as err:
                 # The store wrote the rest; only the points it refused are lost, and
                 # retrying them cannot help. Say so loudly.
                 self._metrics.points_rejected += err.dropped
-                self._metrics.points_written += len(points) - err.dropped
-                log.error("store refused %d of %d points: %s", err.dropped, len(points), err)
+                self._metrics.points_written += segment.count - err.dropped
+                log.error("store refused %d of %d points: %s", err.dropped, segment.count, err)
                 return
             except StoreError as err:
                 self._metrics.write_errors += 1
@@ -97,7 +106,7 @@ class SpoolWriter:
                 await asyncio.sleep(wait)
                 continue
             elapsed = time.monotonic() - started
-            self._metrics.points_written += len(points)
+            self._metrics.points_written += segment.count
             self._metrics.write_batches += 1
             self._metrics.last_batch_seconds = elapsed
             self._metrics.observe_batch(elapsed)

@@ -14,6 +14,7 @@ from pydantic import (
     StrictBool,
     StrictInt,
     StrictStr,
+    TypeAdapter,
     ValidationError,
     model_validator,
 )
@@ -23,7 +24,8 @@ from kernel.topics import Channel, Kind
 MAX_PAYLOAD_BYTES = 256 * 1024
 
 
-def _parse_rfc3339(value: object) -> datetime:
+def parse_rfc3339(value: object) -> datetime:
+    """A device timestamp: RFC 3339 with an offset, returned in UTC; ValueError if not."""
     if isinstance(value, datetime):
         parsed = value
     elif isinstance(value, str):
@@ -42,12 +44,14 @@ def _parse_rfc3339(value: object) -> datetime:
 
 def format_ts(value: datetime) -> str:
     """RFC 3339, UTC, millisecond precision, `Z` suffix."""
-    return value.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    if value.tzinfo is not UTC:
+        value = value.astimezone(UTC)
+    return value.isoformat(timespec="milliseconds")[:-6] + "Z"
 
 
 Timestamp = Annotated[
     datetime,
-    BeforeValidator(_parse_rfc3339),
+    BeforeValidator(parse_rfc3339),
     PlainSerializer(format_ts, return_type=str),
 ]
 Count = Annotated[StrictInt, Field(ge=0, le=2**53)]
@@ -169,3 +173,17 @@ class Event(BaseModel):
             StatusMessage if self.channel is Channel.STATUS else DATA_MODELS[self.kind]
         )
         return model.model_validate(self.payload)  # type: ignore[return-value]
+
+
+_EVENT_LIST = TypeAdapter(list[Event])
+
+
+def decode_events(raw: bytes | str) -> list[Event]:
+    """The events of one message on `_events`: a batch (JSON array) or a single event.
+
+    Raises pydantic's ValidationError when the message is not made of valid events.
+    """
+    text = raw.lstrip()
+    if text[:1] in (b"[", "["):
+        return _EVENT_LIST.validate_json(raw)
+    return [Event.model_validate_json(raw)]

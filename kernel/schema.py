@@ -7,9 +7,11 @@ timestamps fixed at capture so that a replay overwrites instead of doubling.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
+from typing import Protocol
 
-from kernel.models import CircData, GateData, SeatData, ShelfData, StatusMessage
+from kernel.models import StatusMessage
 from kernel.store.base import Point
 
 GATE = "gate"
@@ -21,6 +23,54 @@ ZONE_OCCUPANCY = "zone_occupancy"
 ZONE_DRIFT = "zone_drift"
 
 _NS_PER_MS = 1_000_000
+
+
+# What a point is built from: the validated payload models (kernel.models) or the
+# gateway's fast-path structs, which carry the same attributes.
+class _Data(Protocol):
+    @property
+    def boot(self) -> int: ...
+    @property
+    def seq(self) -> int: ...
+
+
+class GateLike(_Data, Protocol):
+    @property
+    def in_(self) -> int: ...
+    @property
+    def out(self) -> int: ...
+
+
+class SeatLike(_Data, Protocol):
+    @property
+    def presence(self) -> str: ...
+    @property
+    def battery(self) -> float | None: ...
+
+
+class _ReadLike(Protocol):
+    @property
+    def id(self) -> str: ...
+
+
+class ShelfLike(_Data, Protocol):
+    @property
+    def sweep(self) -> int: ...
+    @property
+    def section(self) -> str: ...
+    @property
+    def part(self) -> int: ...
+    @property
+    def parts(self) -> int: ...
+    @property
+    def items(self) -> Sequence[_ReadLike]: ...
+
+
+class CircLike(_Data, Protocol):
+    @property
+    def item(self) -> str: ...
+    @property
+    def action(self) -> str: ...
 
 
 def to_ns(ts: datetime) -> int:
@@ -40,7 +90,7 @@ def capture_ns(ts: datetime, seq: int) -> int:
     return to_ns(ts) // _NS_PER_MS * _NS_PER_MS + seq % _NS_PER_MS
 
 
-def gate_point(site: str, device: str, msg: GateData, ts: datetime, corrected: bool) -> Point:
+def gate_point(site: str, device: str, msg: GateLike, ts: datetime, corrected: bool) -> Point:
     return Point(
         GATE,
         {"site": site, "device": device},
@@ -56,7 +106,7 @@ def gate_point(site: str, device: str, msg: GateData, ts: datetime, corrected: b
 
 
 def seat_point(
-    site: str, device: str, seat: str, zone: str, msg: SeatData, ts: datetime, corrected: bool
+    site: str, device: str, seat: str, zone: str, msg: SeatLike, ts: datetime, corrected: bool
 ) -> Point:
     fields: dict[str, float | int | str | bool] = {
         "presence": msg.presence,
@@ -75,7 +125,7 @@ def seat_point(
     )
 
 
-def shelf_point(site: str, device: str, msg: ShelfData, ts: datetime, corrected: bool) -> Point:
+def shelf_point(site: str, device: str, msg: ShelfLike, ts: datetime, corrected: bool) -> Point:
     return Point(
         SHELF,
         {"site": site, "device": device, "section": msg.section},
@@ -93,7 +143,7 @@ def shelf_point(site: str, device: str, msg: ShelfData, ts: datetime, corrected:
     )
 
 
-def circ_point(site: str, device: str, msg: CircData, ts: datetime, corrected: bool) -> Point:
+def circ_point(site: str, device: str, msg: CircLike, ts: datetime, corrected: bool) -> Point:
     return Point(
         CIRC,
         {"site": site, "device": device, "action": msg.action},

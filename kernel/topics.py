@@ -107,6 +107,21 @@ def event_topic(root: str, site: str, kind: Kind | str, device: str, channel: Ch
     return f"{root}/{site}/_events/{kind}/{device}/{channel}"
 
 
+# The device level of a batch topic. A device may be called `_batch` too: its own topic
+# under `_events` is then `.../_batch/status`, never `.../_batch/data`.
+EVENT_BATCH = "_batch"
+
+
+def event_batch_topic(root: str, site: str, kind: Kind | str) -> str:
+    """Data events of one site and kind, many per message (a JSON array), in arrival order.
+
+    One MQTT message per event would cost the gateway, the broker and every service a
+    round of work per device message; a batch of up to a few milliseconds costs one.
+    Status events stay one per device and retained (`event_topic`).
+    """
+    return f"{root}/{site}/_events/{kind}/{EVENT_BATCH}/data"
+
+
 def event_subscription(root: str, site: str = "+") -> str:
     return f"{root}/{site}/_events/#"
 

@@ -23,13 +23,14 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from gateway.decode import index_sites
 from gateway.service import Gateway, GatewaySettings
-from gateway.spool import Spool, SpoolLocked, encode_record
+from gateway.spool import LINES, POINTS, Spool, SpoolLocked, encode_frame
 from kernel.bus import parse_broker_url
 from kernel.clock import SystemClock
 from kernel.layout import Layout
 from kernel.models import format_ts
 from kernel.store.base import Point, SeriesStore
 from kernel.store.factory import open_store
+from kernel.store.lineprotocol import encode_point
 from tests.support.procs import InfluxProc, MosquittoProc, free_port
 
 pytestmark = pytest.mark.integration
@@ -126,7 +127,7 @@ async def stop(task: asyncio.Task[None]) -> None:
 
 def test_spool_survives_a_crash_in_order_and_knows_its_bound(tmp_path: Path) -> None:
     points = [Point("seat", {"site": "main"}, {"seq": i, "ok": True}, i) for i in range(7)]
-    bound = 6 * len(encode_record(points[0])) + 1
+    bound = 6 * len(encode_frame(points[:1], POINTS)[0]) + 1
     spool = Spool(tmp_path, segment_points=3, max_bytes=bound)
     for p in points[:6]:
         spool.append(p)
@@ -137,16 +138,33 @@ def test_spool_survives_a_crash_in_order_and_knows_its_bound(tmp_path: Path) -> 
         Spool(tmp_path)  # one process per spool directory
     spool.close()
     # A crash mid-record: the tail of the open segment is cut short.
-    open_file = sorted(tmp_path.glob("*.spool"))[-1]
+    open_file = sorted(tmp_path.glob("*" + POINTS))[-1]
     open_file.write_bytes(open_file.read_bytes() + b"\x00\x00\x01\x00partial")
     again = Spool(tmp_path, segment_points=3, max_bytes=bound)
     replayed: list[Point] = []
     while (seg := again.oldest()) is not None:
-        n, pts = seg
-        replayed.extend(pts)
-        again.done(n)
+        replayed.extend(seg.points)
+        again.done(seg.n)
     assert replayed == points
     assert again.bytes == 0 and not again.full
+
+
+def test_line_protocol_spool_sends_segments_as_they_lie(tmp_path: Path) -> None:
+    points = [Point("seat", {"site": "main"}, {"seq": i, "ok": True}, i) for i in range(5)]
+    spool = Spool(tmp_path, segment_points=4, codec=LINES)
+    spool.append_many(points[:2])
+    spool.append_many(points[2:])  # a segment may run a batch over its size
+    spool.append(Point("seat", {"site": "main"}, {"seq": 9}, 2**70))  # cannot be stored
+    assert spool.refused == 1 and spool.sealed_segments == 1
+    spool.close()
+    path = sorted(tmp_path.glob("*" + LINES))[-1]
+    path.write_bytes(path.read_bytes() + b"\x00\x00\x10\x00seat,site=main seq=1")  # torn
+    again = Spool(tmp_path, codec=LINES)
+    seg = again.oldest()
+    assert seg is not None and seg.count == 5 and not seg.points
+    assert seg.lines == "\n".join(encode_point(p) for p in points).encode()
+    again.done(seg.n)
+    assert again.oldest() is None and again.bytes == 0
 
 
 async def test_store_outage_spools_then_replays_in_full(

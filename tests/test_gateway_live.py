@@ -16,7 +16,7 @@ from gateway.service import Gateway, GatewaySettings
 from kernel.bus import client, parse_broker_url
 from kernel.clock import SystemClock
 from kernel.layout import Layout
-from kernel.models import format_ts
+from kernel.models import decode_events, format_ts
 from kernel.store.base import SeriesStore
 from kernel.store.factory import open_store
 
@@ -120,12 +120,13 @@ async def test_gateway_accepts_dedups_and_dead_letters(
             corrected = 0
             async with asyncio.timeout(20):
                 async for m in watcher.messages:
-                    body = json.loads(m.payload)  # type: ignore[arg-type]
                     if "/_dead/" in m.topic.value:
+                        body = json.loads(m.payload)  # type: ignore[arg-type]
                         dead[body["topic"]] = body["reason"]
                     else:
-                        events += 1
-                        corrected += body["clock_corrected"]
+                        batch = decode_events(m.payload)  # type: ignore[arg-type]
+                        events += len(batch)
+                        corrected += sum(ev.clock_corrected for ev in batch)
                     if len(dead) == len(bad) and events == valid:
                         break
         assert dead == {t: reason for t, (_, reason) in bad.items()}

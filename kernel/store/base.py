@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Protocol, TypeAlias
+from typing import TYPE_CHECKING, Any, Protocol, TypeAlias, runtime_checkable
 
 if TYPE_CHECKING:
     from kernel.store.influxql import Query
@@ -64,4 +64,13 @@ class SeriesStore(Protocol):
 
     async def close(self) -> None:
         """Release connections; idempotent."""
+        ...
+
+
+@runtime_checkable
+class LineStore(Protocol):
+    """A store that also takes InfluxDB line protocol as it is."""
+
+    async def write_lines(self, body: bytes, count: int) -> None:
+        """Write `count` newline-separated lines; StoreRejected names what was refused."""
         ...

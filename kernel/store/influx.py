@@ -195,6 +195,22 @@ class InfluxStore:
                 dropped=dropped,
             )
 
+    async def write_lines(self, body: bytes, count: int) -> None:
+        """Write line protocol as it is (newline-separated, encoded by kernel.store.lineprotocol).
+
+        For a writer that keeps points as line protocol already (the gateway's spool):
+        nothing is decoded or encoded again. `count` is the number of lines, to say how
+        many were refused.
+        """
+        self._check_open()
+        try:
+            await self._write_batch(body)
+        except StoreRejected as e:
+            raise StoreRejected(
+                f"{e.dropped or count} of {count} points not written: {e}",
+                dropped=e.dropped or count,
+            ) from None
+
     async def query(self, q: Query) -> list[Row]:
         self._check_open()
         results = await self._statements(render(q))
@@ -225,8 +241,8 @@ class InfluxStore:
         if self._closed:
             raise StoreError(f"the store for InfluxDB at {self.url} is closed")
 
-    async def _write_batch(self, text: str) -> None:
-        body = text.encode()
+    async def _write_batch(self, text: str | bytes) -> None:
+        body = text.encode() if isinstance(text, str) else text
         headers = {"Content-Type": "text/plain; charset=utf-8"}
         if self._gzip:
             body = gzip_lib.compress(body, compresslevel=5)

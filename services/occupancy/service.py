@@ -17,7 +17,7 @@ from kernel.aio import Backoff, raise_if_cancelling
 from kernel.bus import BrokerAddress, client
 from kernel.clock import Clock
 from kernel.layout import Layout
-from kernel.models import Event, GateData, SeatData, StatusMessage, format_ts
+from kernel.models import Event, GateData, SeatData, StatusMessage, decode_events, format_ts
 from kernel.schema import drift_point, zone_point
 from kernel.store.base import Point, SeriesStore
 from kernel.topics import Kind, event_subscription, state_topic
@@ -321,17 +321,26 @@ class OccupancyService:
         self.ready = asyncio.Event()
 
     def apply(self, topic: str, raw: bytes) -> list[Outgoing]:
+        """Apply one message of events (a batch or one); the state messages it changes.
+
+        Only the newest state of each topic is returned: a batch that moves one seat
+        three times publishes it once.
+        """
         try:
-            ev = Event.model_validate_json(raw)
+            events = decode_events(raw)
         except ValidationError as err:
             self.events_refused += 1
             log.warning("ignoring a malformed event on %s: %s", topic, err.errors()[0]["msg"])
             return []
-        site = self.sites.get(ev.site)
-        if site is None:
-            return []
-        self.events_applied += 1
-        return site.apply(ev, self._clock.now())
+        now = self._clock.now()
+        out: list[Outgoing] = []
+        for ev in events:
+            site = self.sites.get(ev.site)
+            if site is None:
+                continue
+            self.events_applied += 1
+            out.extend(site.apply(ev, now))
+        return out if len(events) == 1 else _last_per_topic(out)
 
     async def run(self, broker: BrokerAddress) -> None:
         async with asyncio.TaskGroup() as tg:
