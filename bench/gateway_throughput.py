@@ -28,6 +28,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import httpx
 import paho.mqtt.client as paho
 import yaml
 from paho.mqtt.enums import CallbackAPIVersion
@@ -36,7 +37,7 @@ from gateway.decode import Accepted, decode, index_sites
 from kernel.layout import Layout
 from kernel.store.influx import InfluxStore
 from kernel.store.lineprotocol import encode_point
-from tests.support.procs import start_influxdb, start_mosquitto
+from tests.support.procs import free_port, start_influxdb, start_mosquitto
 
 GATES, SEATS, SHELVES = 20, 400, 40
 LAYOUT = {
@@ -193,6 +194,7 @@ def start_gateway(
     spool: Path,
     client_id: str,
     share: str = "",
+    metrics_port: int = 0,
 ) -> subprocess.Popen[bytes]:
     env = {
         **os.environ,
@@ -201,6 +203,7 @@ def start_gateway(
         "STACKPULSE_GATEWAY_CLIENT_ID": client_id,
         "STACKPULSE_GATEWAY_SHARE": share,
         "STACKPULSE_LOG_LEVEL": "WARNING",
+        "STACKPULSE_GATEWAY_METRICS_PORT": str(metrics_port),
     }
     return subprocess.Popen(
         [
@@ -237,6 +240,7 @@ async def gateway_e2e(
     store = InfluxStore(influx_http, db)
     await store.ensure_database()
     share = f"bench{uuid.uuid4().hex[:6]}" if gateways > 1 else ""
+    ports = [free_port() for _ in range(gateways)]
     procs = [
         start_gateway(
             f"mqtt://127.0.0.1:{mosq_port}",
@@ -246,23 +250,28 @@ async def gateway_e2e(
             work / f"spool-{root.replace('/', '_')}-{g}",
             f"gw-{uuid.uuid4().hex[:8]}",
             share,
+            ports[g],
         )
         for g in range(gateways)
     ]
     try:
         await asyncio.sleep(3.0)  # connected and subscribed
         pub, started = start_publisher(mosq_port, root, n, boot)
-        got = 0
+        # Done when the gateways say the store took every point (their /metrics: cheap
+        # to ask, unlike counting in InfluxDB while it is being written to); the count
+        # in InfluxDB afterwards is what says nothing was lost.
         deadline = time.monotonic() + 180
-        while time.monotonic() < deadline:
-            got = await _count(store)
-            if got >= n:
-                break
-            await asyncio.sleep(0.1)
+        async with httpx.AsyncClient(timeout=5) as http:
+            while time.monotonic() < deadline:
+                if await _points_written(http, ports) >= n:
+                    break
+                await asyncio.sleep(0.02)
         elapsed = time.time() - await asyncio.to_thread(_wait_started, started)
         await asyncio.to_thread(pub.join, 30)
-        await asyncio.sleep(1.0)
-        got = await _count(store)
+        got, last = await _count(store), -1
+        while (got != last or got < n) and time.monotonic() < deadline:
+            await asyncio.sleep(1.0)  # until the count holds still
+            last, got = got, await _count(store)
         PEAK_RSS_MB.append(max(_peak_rss_mb(p.pid) for p in procs))
         return n / elapsed, got
     finally:
@@ -274,6 +283,19 @@ async def gateway_e2e(
 
 
 PEAK_RSS_MB: list[float] = []
+
+
+async def _points_written(http: httpx.AsyncClient, ports: list[int]) -> int:
+    total = 0
+    for port in ports:
+        try:
+            text = (await http.get(f"http://127.0.0.1:{port}/metrics")).text
+        except httpx.HTTPError:
+            continue  # not listening yet
+        for line in text.splitlines():
+            if line.startswith("stackpulse_gateway_points_written_total "):
+                total += int(float(line.split()[1]))
+    return total
 
 
 def _peak_rss_mb(pid: int) -> float:

@@ -337,7 +337,9 @@ class Gateway:
         if not b.points:
             return
         self._wait_for_spool_room()
+        refused = self._spool.refused
         self._spool.append_many(b.points)  # raises: nothing acknowledged, all redelivered
+        self.metrics.points_rejected += self._spool.refused - refused
         self._batch = _Batch()
         self.metrics.accepted += len(b.points)
         root = self.settings.root
