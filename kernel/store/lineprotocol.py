@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from functools import lru_cache
 
 from kernel.store.base import FieldValue, Point
@@ -93,20 +93,34 @@ def encode_point(point: Point) -> str:
     """One line (no trailing newline); ValueError names what cannot be encoded."""
     if not point.fields:
         raise ValueError(f"point of {point.measurement!r} has no fields")
-    if isinstance(point.ts_ns, bool) or not _INT64_MIN < point.ts_ns < _INT64_MAX:
-        raise ValueError(f"timestamp {point.ts_ns!r} is not a 64-bit nanosecond time")
-    parts = [_measurement(point.measurement)]
-    tags = point.tags
-    for k in sorted(tags):
-        v = tags[k]
+    ts = point.ts_ns
+    if isinstance(ts, bool) or not isinstance(ts, int) or not _INT64_MIN < ts < _INT64_MAX:
+        raise ValueError(f"timestamp {ts!r} is not a 64-bit nanosecond time")
+    series = _series(point.measurement, tuple(point.tags.items()))
+    return f"{series} {_field_set(point.fields)} {ts}"
+
+
+@lru_cache(maxsize=65536)
+def _series(measurement: str, tags: tuple[tuple[str, str], ...]) -> str:
+    """Measurement and sorted tags, escaped: the same few thousand series over and over."""
+    parts = [_measurement(measurement)]
+    for k, v in sorted(tags):
         if v:  # InfluxDB has no empty tag values: an empty one means "no such tag"
             parts.append(f",{_key('tag key', k)}={_tag_value(v)}")
-    parts.append(" ")
-    parts.append(
-        ",".join(f"{_key('field key', k)}={_field_value(k, v)}" for k, v in point.fields.items())
-    )
-    parts.append(f" {point.ts_ns}")
     return "".join(parts)
+
+
+def _field_set(fields: Mapping[str, FieldValue]) -> str:
+    out = []
+    for k, v in fields.items():
+        t = type(v)
+        if t is int and _INT64_MIN <= v <= _INT64_MAX:  # type: ignore[operator]
+            out.append(f"{_key('field key', k)}={v}i")
+        elif t is bool:
+            out.append(f"{_key('field key', k)}={'true' if v else 'false'}")
+        else:
+            out.append(f"{_key('field key', k)}={_field_value(k, v)}")
+    return ",".join(out)
 
 
 def encode_points(points: Iterable[Point]) -> str:
