@@ -94,16 +94,23 @@ def _background(port: int, root: str, rate: float, stop: Any, started: Any, sent
     c.disconnect()
 
 
-def start_stack(broker: str, store: str, layout_path: Path, root: str, http: str) -> Any:
+def start_stack(
+    broker: str, store: str, layout_path: Path, root: str, http: str, *, one_process: bool
+) -> list[subprocess.Popen[bytes]]:
+    """The system as deployed: gateway, occupancy and API each its own process (the
+    README's production advice), or all three in one (`run all`, for small sites)."""
     env = {
         **os.environ,
         "STACKPULSE_ROOT": root,
         "STACKPULSE_GATEWAY_SPOOL": str(layout_path.parent / "spool"),
         "STACKPULSE_LOG_LEVEL": "WARNING",
     }
-    argv = [sys.executable, "-m", "stackpulse", "run", "all", "--broker", broker]
-    argv += ["--store", store, "--layout", str(layout_path), "--http", http]
-    return subprocess.Popen(argv, env=env, stdin=subprocess.DEVNULL)
+    procs = []
+    for component in ["all"] if one_process else ["gateway", "occupancy", "api"]:
+        argv = [sys.executable, "-m", "stackpulse", "run", component, "--broker", broker]
+        argv += ["--store", store, "--layout", str(layout_path), "--http", http]
+        procs.append(subprocess.Popen(argv, env=env, stdin=subprocess.DEVNULL))
+    return procs
 
 
 async def _wait_http(base: str, timeout: float = 60) -> None:
@@ -231,7 +238,9 @@ async def one_run(
     http_port = free_port()
     base = f"http://127.0.0.1:{http_port}"
     store = f"influxdb://127.0.0.1:{influx.port}/{db}"
-    stack = start_stack(mosq.url, store, path, root, f"127.0.0.1:{http_port}")
+    stack = start_stack(
+        mosq.url, store, path, root, f"127.0.0.1:{http_port}", one_process=args.one_process
+    )
     try:
         await _wait_http(base)
         await asyncio.sleep(1.0)
@@ -250,8 +259,10 @@ async def one_run(
             stop.set()
             bg.join(30)
     finally:
-        stack.terminate()
-        stack.wait(30)
+        for proc in stack:
+            proc.terminate()
+        for proc in stack:
+            proc.wait(30)
     figures = {
         "idle_p50": statistics.median(idle),
         "idle_p99": pct(idle, 99),
@@ -269,6 +280,9 @@ async def main() -> None:
     parser.add_argument("--probes", type=int, default=200)
     parser.add_argument("--rate", type=float, default=5000.0, help="other msgs/s while loaded")
     parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument(
+        "--one-process", action="store_true", help="`run all` instead of one process each"
+    )
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="bench-fresh-") as tmp:
         work = Path(tmp)

@@ -36,31 +36,23 @@ from gateway.spool import LINES, POINTS, Spool, SpoolLocked
 from gateway.writer import SpoolWriter
 from kernel.bus import BrokerAddress
 from kernel.clock import Clock
+from kernel.settings import SettingsError
 from kernel.store.base import LineStore, Point, SeriesStore
 from kernel.topics import Channel, device_subscriptions, event_batch_topic, event_topic
 
 log = logging.getLogger("stackpulse.gateway")
 
 
-def _env_int(name: str, default: int) -> int:
-    value = os.environ.get(name, "")
-    return int(value) if value.strip().isdigit() else default
-
-
 @dataclass(frozen=True, slots=True)
 class GatewaySettings:
     root: str = "lib/v1"
-    client_id: str = field(
-        default_factory=lambda: os.environ.get("STACKPULSE_GATEWAY_CLIENT_ID", "stackpulse-gateway")
-    )
+    client_id: str = "stackpulse-gateway"
     batch_size: int = 5000  # points per store write (one spool segment)
     flush_interval: float = 0.25  # a partial batch is written after this many seconds
-    spool_dir: str = field(default_factory=lambda: os.environ.get("STACKPULSE_GATEWAY_SPOOL", ""))
-    max_spool_bytes: int = field(
-        default_factory=lambda: _env_int("STACKPULSE_GATEWAY_SPOOL_MAX_BYTES", 1 << 30)
-    )
+    spool_dir: str = ""
+    max_spool_bytes: int = 1 << 30
     # MQTT 5 shared subscription group ($share/<group>/...): several gateways split the load.
-    share_group: str = field(default_factory=lambda: os.environ.get("STACKPULSE_GATEWAY_SHARE", ""))
+    share_group: str = ""
     # Data events go out in batches: after `batch_window` seconds or `batch_max` messages,
     # whichever comes first. Device messages are acknowledged only when their batch is
     # spooled and published, so batch_max must stay below the broker's in-flight window
@@ -69,9 +61,38 @@ class GatewaySettings:
     batch_max: int = 16
     max_queued_publishes: int = 100_000
     keepalive: int = 30
-    metrics_port: int = field(
-        default_factory=lambda: _env_int("STACKPULSE_GATEWAY_METRICS_PORT", 0)
-    )
+    metrics_port: int = 0
+
+    @classmethod
+    def from_env(cls, root: str, env: Mapping[str, str] = os.environ) -> GatewaySettings:
+        """The gateway's STACKPULSE_GATEWAY_* variables (README); a bad one raises
+        SettingsError naming it."""
+
+        def number(var: str, default: int, low: int, high: int) -> int:
+            text = env.get(var, "").strip()
+            if not text:
+                return default
+            if not text.isdigit() or not low <= int(text) <= high:
+                raise SettingsError(None, f"{var}: {text!r} is not a whole number {low}..{high}")
+            return int(text)
+
+        def ms(var: str, default: float) -> float:
+            return number(var, round(default * 1000), 1, 60_000) / 1000
+
+        d = cls()
+        return cls(
+            root=root,
+            client_id=env.get("STACKPULSE_GATEWAY_CLIENT_ID", "").strip() or d.client_id,
+            spool_dir=env.get("STACKPULSE_GATEWAY_SPOOL", "").strip(),
+            max_spool_bytes=number(
+                "STACKPULSE_GATEWAY_SPOOL_MAX_BYTES", d.max_spool_bytes, 1 << 20, 1 << 50
+            ),
+            share_group=env.get("STACKPULSE_GATEWAY_SHARE", "").strip(),
+            metrics_port=number("STACKPULSE_GATEWAY_METRICS_PORT", 0, 0, 65535),
+            flush_interval=ms("STACKPULSE_GATEWAY_FLUSH_MS", d.flush_interval),
+            batch_window=ms("STACKPULSE_GATEWAY_EVENT_BATCH_MS", d.batch_window),
+            batch_max=number("STACKPULSE_GATEWAY_EVENT_BATCH_MAX", d.batch_max, 1, 10_000),
+        )
 
     def spool_path(self, store: object = None) -> str:
         """The spool directory: as set, or one per client id and store in the temp dir."""

@@ -33,6 +33,7 @@ class Settings(BaseSettings):
     root: str = DEFAULT_ROOT
     clock: str = "system"
     log_level: str = "INFO"
+    log_format: str = "text"  # or "json": one JSON object per line, for a log shipper
 
     def layout_paths(self) -> list[str]:
         return [p.strip() for p in self.layout.split(",") if p.strip()]

@@ -22,7 +22,17 @@ from stackpulse.runtime import COMPONENTS, Runtime, prepare, run_components
 
 log = logging.getLogger("stackpulse")
 
-SETTING_OPTIONS = ("layout", "broker", "store", "db", "http", "root", "clock", "log_level")
+SETTING_OPTIONS = (
+    "layout",
+    "broker",
+    "store",
+    "db",
+    "http",
+    "root",
+    "clock",
+    "log_level",
+    "log_format",
+)
 
 
 def _add_settings(p: argparse.ArgumentParser, *names: str) -> None:
@@ -35,6 +45,7 @@ def _add_settings(p: argparse.ArgumentParser, *names: str) -> None:
         "root": "topic root (default lib/v1)",
         "clock": "'system', or sim:<RFC 3339 start>x<speed> for simulated time",
         "log_level": "DEBUG, INFO, WARNING or ERROR",
+        "log_format": "text, or json (one object per line: ts, level, logger, message, ...)",
     }
     for name in names:
         p.add_argument("--" + name.replace("_", "-"), dest=name, help=helps[name])
@@ -47,7 +58,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     demo = sub.add_parser("demo", help="everything in one process on the embedded default")
-    _add_settings(demo, "layout", "store", "http", "log_level")
+    _add_settings(demo, "layout", "store", "http", "log_level", "log_format")
     demo.add_argument("--speed", type=float, default=60.0, help="simulated seconds per second")
     demo.add_argument("--seed", type=int, default=1)
 
@@ -56,7 +67,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_settings(run, *SETTING_OPTIONS)
 
     sim = sub.add_parser("simulate", help="publish a simulated library to a broker")
-    _add_settings(sim, "layout", "broker", "root", "log_level")
+    _add_settings(sim, "layout", "broker", "root", "log_level", "log_format")
     sim.add_argument("--speed", type=float, default=1.0, help="simulated seconds per second")
     sim.add_argument("--seed", type=int, default=1)
     sim.add_argument("--start", help="simulated start time, RFC 3339 (default: now)")
@@ -78,11 +89,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         return dashboards_main(args.args)
     settings = settings_from(args)
-    logging.basicConfig(
-        level=settings.log_level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
     try:
+        setup_logging(settings.log_level, settings.log_format)
         if args.command == "demo":
             return asyncio.run(_until_signalled(_demo(settings, args.speed, args.seed)))
         if args.command == "run":
@@ -99,6 +107,27 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt:
         return 130
+
+
+def setup_logging(level: str, fmt: str) -> None:
+    """Plain lines for people, or JSON lines (structured) for a log shipper."""
+    if level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
+        raise SettingsError("--log-level", f"{level!r} is not DEBUG, INFO, WARNING or ERROR")
+    handler = logging.StreamHandler()
+    if fmt == "json":
+        from pythonjsonlogger.json import JsonFormatter
+
+        handler.setFormatter(
+            JsonFormatter(
+                "%(asctime)s %(levelname)s %(name)s %(message)s",
+                rename_fields={"asctime": "ts", "levelname": "level", "name": "logger"},
+            )
+        )
+    elif fmt == "text":
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    else:
+        raise SettingsError("--log-format", f"{fmt!r} is not text or json")
+    logging.basicConfig(level=level.upper(), handlers=[handler], force=True)
 
 
 async def _until_signalled(work: Coroutine[Any, Any, int]) -> int:

@@ -49,6 +49,7 @@ class Runtime:
     view: OccupancyView | None = None
     started: asyncio.Event = field(default_factory=asyncio.Event)
     occupancy_settings: OccupancySettings = field(default_factory=OccupancySettings)
+    gateway_settings: GatewaySettings = field(default_factory=GatewaySettings)
 
 
 def load_layouts(settings: Settings) -> tuple[list[Layout], list[Path]]:
@@ -99,7 +100,16 @@ def prepare(settings: Settings) -> Runtime:
         occupancy = OccupancySettings.from_env(os.environ, root=settings.root)
     except ValueError as err:
         raise SettingsError(None, str(err)) from None
-    return Runtime(settings, layouts, files, broker, clock, occupancy_settings=occupancy)
+    gateway = GatewaySettings.from_env(settings.root)
+    return Runtime(
+        settings,
+        layouts,
+        files,
+        broker,
+        clock,
+        occupancy_settings=occupancy,
+        gateway_settings=gateway,
+    )
 
 
 async def check_broker(broker: BrokerAddress, timeout: float = 5.0) -> None:
@@ -153,9 +163,7 @@ def _start(rt: Runtime, components: Sequence[str], tg: asyncio.TaskGroup) -> Non
     s = rt.settings
     if "gateway" in components:
         assert rt.store is not None
-        rt.gateway = Gateway(
-            index_sites(rt.layouts), rt.store, rt.clock, GatewaySettings(root=s.root)
-        )
+        rt.gateway = Gateway(index_sites(rt.layouts), rt.store, rt.clock, rt.gateway_settings)
         tg.create_task(rt.gateway.run(rt.broker), name="gateway")
     if "occupancy" in components:
         assert rt.store is not None

@@ -46,6 +46,15 @@ def stackpulse(
             ["run", "occupancy", "--env", "STACKPULSE_SEAT_ON_DELAY=soon"],
             ["STACKPULSE_SEAT_ON_DELAY"],
         ),
+        (
+            ["run", "gateway", "--env", "STACKPULSE_GATEWAY_SPOOL_MAX_BYTES=1GB"],
+            ["STACKPULSE_GATEWAY_SPOOL_MAX_BYTES", "1GB"],
+        ),
+        (
+            ["run", "gateway", "--env", "STACKPULSE_GATEWAY_EVENT_BATCH_MS=0"],
+            ["STACKPULSE_GATEWAY_EVENT_BATCH_MS"],
+        ),
+        (["run", "gateway", "--log-format", "xml"], ["--log-format", "json"]),
     ],
 )
 def test_bad_settings_stop_the_command_with_one_clear_line(
@@ -65,6 +74,27 @@ def test_bad_settings_stop_the_command_with_one_clear_line(
     assert len(lines) == 1, result.stderr
     for name in names:
         assert name in lines[0]
+
+
+def test_json_logs_are_one_object_per_line(mosquitto: object) -> None:
+    result = stackpulse(
+        "run",
+        "gateway",
+        "--broker",
+        mosquitto.url,  # type: ignore[attr-defined]
+        "--store",
+        f"influxdb://127.0.0.1:{free_port()}/x",
+        "--log-format",
+        "json",
+        "--log-level",
+        "DEBUG",
+    )
+    records = [json.loads(line) for line in result.stderr.splitlines() if line.startswith("{")]
+    assert records, result.stderr
+    assert all({"ts", "level", "logger", "message"} <= set(r) for r in records)
+    assert all(
+        not line.startswith(("DEBUG", "INFO", "WARNING")) for line in result.stderr.splitlines()
+    )
 
 
 def test_an_unreachable_store_is_named(mosquitto: object) -> None:
