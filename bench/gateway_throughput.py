@@ -29,6 +29,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import aiomqtt
 import httpx
 import paho.mqtt.client as paho
 import yaml
@@ -150,7 +151,7 @@ def _wait_started(started: Any, timeout: float = 60) -> float:
     return float(started.value)
 
 
-CPU_US: dict[str, list[float]] = {"raw": [], "gateway": []}  # CPU per message, each run
+CPU_US: dict[str, list[float]] = {"raw": [], "aiomqtt": [], "gateway": []}  # per message
 
 
 def _cpu_seconds(pid: int) -> float:
@@ -192,6 +193,34 @@ def raw_paho(port: int, root: str, n: int, boot: int) -> float:
     return got / (done - _wait_started(started)) if got else 0.0
 
 
+async def raw_aiomqtt(port: int, root: str, n: int, boot: int) -> float:
+    """(a') the same count with aiomqtt, the asyncio client: measured before choosing."""
+    got = 0
+    last = 0.0
+    name = f"bench-aio-{uuid.uuid4().hex[:8]}"
+    async with aiomqtt.Client("127.0.0.1", port, identifier=name) as c:
+        await c.subscribe(f"{root}/#", qos=1)
+        await asyncio.sleep(0.5)
+        cpu = resource.getrusage(resource.RUSAGE_SELF)
+        pub, started = start_publisher(port, root, n, boot)
+        try:
+            async with asyncio.timeout(120):
+                async for _m in c.messages:
+                    got += 1
+                    last = time.monotonic()
+                    if got >= n:
+                        break
+        except TimeoutError:
+            pass
+        end = resource.getrusage(resource.RUSAGE_SELF)
+        used = end.ru_utime + end.ru_stime - cpu.ru_utime - cpu.ru_stime
+        CPU_US["aiomqtt"].append(used / max(got, 1) * 1e6)
+        done = time.time() - (time.monotonic() - last)
+        start = await asyncio.to_thread(_wait_started, started)
+        await asyncio.to_thread(pub.join, 30)
+    return got / (done - start) if got else 0.0
+
+
 async def _count(store: InfluxStore) -> int:
     total = 0
     for m, f in (("gate", "seq"), ("seat", "seq"), ("shelf", "seq")):
@@ -209,6 +238,7 @@ def start_gateway(
     client_id: str,
     share: str = "",
     metrics_port: int = 0,
+    extra_env: dict[str, str] | None = None,
 ) -> subprocess.Popen[bytes]:
     env = {
         **os.environ,
@@ -218,6 +248,7 @@ def start_gateway(
         "STACKPULSE_GATEWAY_SHARE": share,
         "STACKPULSE_LOG_LEVEL": "WARNING",
         "STACKPULSE_GATEWAY_METRICS_PORT": str(metrics_port),
+        **(extra_env or {}),
     }
     return subprocess.Popen(
         [
@@ -303,7 +334,9 @@ async def gateway_e2e(
 PEAK_RSS_MB: list[float] = []
 
 
-async def _points_written(http: httpx.AsyncClient, ports: list[int]) -> int:
+async def _points_written(
+    http: httpx.AsyncClient, ports: list[int], metric: str = "points_written_total"
+) -> int:
     total = 0
     for port in ports:
         try:
@@ -311,7 +344,7 @@ async def _points_written(http: httpx.AsyncClient, ports: list[int]) -> int:
         except httpx.HTTPError:
             continue  # not listening yet
         for line in text.splitlines():
-            if line.startswith("stackpulse_gateway_points_written_total "):
+            if line.startswith(f"stackpulse_gateway_{metric} "):
                 total += int(float(line.split()[1]))
     return total
 
@@ -345,21 +378,93 @@ async def raw_influx(influx_http: str, db: str, root: str, n: int, boot: int) ->
 
 
 def _print_throughput(
-    a_s: list[float], b_s: list[float], c_s: list[float], b2_s: list[float]
+    a_s: list[float], a2_s: list[float], b_s: list[float], c_s: list[float], b2_s: list[float]
 ) -> None:
-    a, b, c = (statistics.median(x) for x in (a_s, b_s, c_s))
-    print(f"median: (a) {a:.0f}  (b) {b:.0f}  (c) {c:.0f} msg/s  b/a {b / a:.2f}")
-    print(f"gateway peak RSS: max {max(PEAK_RSS_MB):.0f} MB over the runs")
-    raw_us, gw_us = (statistics.median(CPU_US[k]) for k in ("raw", "gateway"))
+    a, a2, b, c = (statistics.median(x) for x in (a_s, a2_s, b_s, c_s))
     print(
-        f"median CPU per message: raw paho {raw_us:.0f} us, gateway {gw_us:.0f} us "
-        f"(x{gw_us / raw_us:.2f}; the gateway's includes its store writes)"
+        f"median: (a) raw paho {a:.0f}  (a') raw aiomqtt {a2:.0f}  (b) gateway {b:.0f}"
+        f"  (c) raw influx {c:.0f} msg/s  b/a {b / a:.2f}"
+    )
+    print(f"gateway peak RSS: max {max(PEAK_RSS_MB):.0f} MB over the runs")
+    raw_us, aio_us, gw_us = (statistics.median(CPU_US[k]) for k in ("raw", "aiomqtt", "gateway"))
+    print(
+        f"median CPU per message: raw paho {raw_us:.0f} us, raw aiomqtt {aio_us:.0f} us, "
+        f"gateway {gw_us:.0f} us (x{gw_us / raw_us:.2f} of paho; includes its store writes)"
     )
     if b2_s:
         print(
             f"median two gateways: {statistics.median(b2_s):.0f} msg/s "
             f"(x{statistics.median(b2_s) / b:.2f} of one)"
         )
+
+
+async def flood(
+    mosq_port: int, influx: Any, store_url: str, layout: Path, root: str, work: Path, n: int
+) -> None:
+    """Memory and loss while the store is down and the broker floods the gateway.
+
+    InfluxDB is stopped; `n` messages are published as fast as possible; the spool is
+    bounded at 8 MiB, so the gateway spools until the bound, then stops reading and the
+    broker queues the rest (the deliberate back-pressure path). InfluxDB comes back; done
+    when InfluxDB holds every point. Prints the gateway's peak RSS and the loss.
+    """
+    db = f"flood_{uuid.uuid4().hex[:8]}"
+    store = InfluxStore(influx.http_url, db)
+    await store.ensure_database()
+    port = free_port()
+    gw = start_gateway(
+        f"mqtt://127.0.0.1:{mosq_port}",
+        store_url.rsplit("/", 1)[0] + "/" + db,
+        layout,
+        root,
+        work / f"spool-flood-{uuid.uuid4().hex[:6]}",
+        f"gw-{uuid.uuid4().hex[:8]}",
+        metrics_port=port,
+        extra_env={"STACKPULSE_GATEWAY_SPOOL_MAX_BYTES": str(8 << 20)},
+    )
+    try:
+        await asyncio.sleep(3.0)
+        idle_mb = _rss_mb(gw.pid)
+        await asyncio.to_thread(influx.stop)
+        started = time.monotonic()
+        pub, _ = start_publisher(mosq_port, root, n, 1)
+        async with httpx.AsyncClient(timeout=5) as http:
+            full = 0
+            while pub.is_alive() or not full:
+                full = await _points_written(http, [port], "spool_full_total")
+                await asyncio.sleep(0.2)
+                if time.monotonic() - started > 180:
+                    break
+            accepted = await _points_written(http, [port], "accepted_total")
+            peak_down = _peak_rss_mb(gw.pid)
+            await asyncio.to_thread(influx.start)
+            deadline = time.monotonic() + 300
+            while time.monotonic() < deadline:
+                if await _points_written(http, [port]) >= n:
+                    break
+                await asyncio.sleep(0.2)
+        got, last = await _count(store), -1
+        while (got != last or got < n) and time.monotonic() < deadline:
+            await asyncio.sleep(1.0)
+            last, got = got, await _count(store)
+        print(
+            f"flood with the store down ({n} messages, spool bound 8 MiB): gateway RSS idle "
+            f"{idle_mb:.0f} MB, peak while flooded {peak_down:.0f} MB, peak overall "
+            f"{_peak_rss_mb(gw.pid):.0f} MB (goal < 200 MB); spool hit its bound: "
+            f"{'yes' if full else 'no'}; accepted while down {accepted}; after the store came "
+            f"back InfluxDB holds {got}/{n}, loss {n - got}"
+        )
+    finally:
+        gw.send_signal(signal.SIGTERM)
+        gw.wait(20)
+        await store.close()
+
+
+def _rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
 
 
 def _pct(xs: list[float], q: float) -> float:
@@ -456,6 +561,9 @@ async def main() -> None:
     ap.add_argument("--fresh-seconds", type=float, default=10.0)
     ap.add_argument("--scale-out", action="store_true", help="also one gateway vs two ($share)")
     ap.add_argument("--fresh-runs", type=int, default=3)
+    ap.add_argument(
+        "--flood", type=int, default=100_000, help="messages for the store-down flood (0: skip)"
+    )
     args = ap.parse_args()
     n = args.messages
     with tempfile.TemporaryDirectory() as tmp:
@@ -466,21 +574,24 @@ async def main() -> None:
         layout.write_text(yaml.safe_dump(LAYOUT))
         store_base = f"influxdb://127.0.0.1:{influx.port}"
         http = f"http://127.0.0.1:{influx.port}"
-        a_s, b_s, c_s, b2_s = [], [], [], []
+        a_s, a2_s, b_s, c_s, b2_s = [], [], [], [], []
         try:
             for run in range(args.runs):
                 a = raw_paho(mosq.port, f"bench/a{run}", n, 1)
+                a2 = await raw_aiomqtt(mosq.port, f"bench/q{run}", n, 1)
                 db = f"b{run}_{uuid.uuid4().hex[:6]}"
                 b, got = await gateway_e2e(
                     mosq.port, http, f"{store_base}/{db}", db, layout, f"bench/b{run}", n, 1, work
                 )
                 c = await raw_influx(http, f"c{run}_{uuid.uuid4().hex[:6]}", f"bench/c{run}", n, 1)
                 line = (
-                    f"run {run + 1}: (a) raw paho {a:9.0f} msg/s  (b) gateway e2e {b:9.0f} msg/s"
+                    f"run {run + 1}: (a) raw paho {a:9.0f} msg/s  (a') raw aiomqtt {a2:9.0f} msg/s"
+                    f"  (b) gateway e2e {b:9.0f} msg/s"
                     f"  (c) raw influx {c:9.0f} msg/s  b/a {b / a:.2f}  points {got}/{n}"
                     f" loss {n - got}"
                 )
                 a_s.append(a)
+                a2_s.append(a2)
                 b_s.append(b)
                 c_s.append(c)
                 if args.scale_out:
@@ -501,7 +612,7 @@ async def main() -> None:
                     line += f"  two gateways {b2:9.0f} msg/s points {got2}/{n}"
                 print(line, flush=True)
             if args.runs:
-                _print_throughput(a_s, b_s, c_s, b2_s)
+                _print_throughput(a_s, a2_s, b_s, c_s, b2_s)
             fresh = [
                 await freshness(
                     mosq.port,
@@ -516,6 +627,10 @@ async def main() -> None:
                 for i in range(args.fresh_runs)
             ]
             _print_freshness(fresh, 5000)
+            if args.flood:
+                await flood(
+                    mosq.port, influx, f"{store_base}/x", layout, "bench/flood", work, args.flood
+                )
         finally:
             mosq.stop()
             influx.stop()
