@@ -5,9 +5,20 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from kernel.layout import OUTSIDE, Layout
+
+
+class CheckpointError(ValueError):
+    """A counting checkpoint that cannot be restored; the message says what is wrong."""
+
+
+def _int(data: dict[str, Any], key: str, where: str, minimum: int) -> int:
+    value = data.get(key)
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise CheckpointError(f"{where}: {key!r} must be an integer >= {minimum}")
+    return value
 
 
 @dataclass(slots=True)
@@ -47,6 +58,45 @@ class GateCounter:
             self.boot, self.seq = boot, seq
         self.in_total, self.out_total = self.boots.get(self.boot, (0, 0))
         return d_in, d_out
+
+    def checkpoint(self) -> dict[str, Any]:
+        """The counter as JSON-able data (`from_checkpoint` reads it back)."""
+        return {
+            "boot": self.boot,
+            "seq": self.seq,
+            "in": self.in_total,
+            "out": self.out_total,
+            "boots": [[b, i, o] for b, (i, o) in sorted(self.boots.items())],
+        }
+
+    @classmethod
+    def from_checkpoint(cls, data: object, where: str = "gate") -> GateCounter:
+        """Read `checkpoint()` back; raise CheckpointError on anything else."""
+        if not isinstance(data, dict):
+            raise CheckpointError(f"{where}: not an object")
+        boot = _int(data, "boot", where, -1)
+        seq = _int(data, "seq", where, -1)
+        in_total = _int(data, "in", where, 0)
+        out_total = _int(data, "out", where, 0)
+        rows = data.get("boots")
+        if not isinstance(rows, list):
+            raise CheckpointError(f"{where}: 'boots' must be a list")
+        boots: dict[int, tuple[int, int]] = {}
+        for row in rows:
+            if (
+                not isinstance(row, list)
+                or len(row) != 3
+                or any(isinstance(v, bool) or not isinstance(v, int) or v < 0 for v in row)
+            ):
+                raise CheckpointError(f"{where}: a boot must be [boot, in, out] of integers >= 0")
+            if row[0] in boots:
+                raise CheckpointError(f"{where}: boot {row[0]} is given twice")
+            boots[row[0]] = (row[1], row[2])
+        for old in sorted(boots)[: -cls.MAX_BOOTS]:  # as `update` would have kept them
+            del boots[old]
+        if boots.get(boot, (0, 0)) != (in_total, out_total):
+            raise CheckpointError(f"{where}: 'in'/'out' differ from the totals of boot {boot}")
+        return cls(boot=boot, seq=seq, in_total=in_total, out_total=out_total, boots=boots)
 
 
 @dataclass(slots=True)
@@ -97,6 +147,45 @@ class ZoneCounts:
             if self.count(zone) != before:
                 changed.add(zone)
         return changed
+
+    def checkpoint(self) -> dict[str, Any]:
+        """The counting state as JSON-able data: each zone's unclamped sum, each gate's counter.
+
+        Restored into a fresh ZoneCounts (`restore`), the counts go on exactly as if they
+        had never stopped: the gates' counters are cumulative, so their next messages
+        carry every crossing since.
+        """
+        return {
+            "net": dict(sorted(self.net.items())),
+            "gates": {d: c.checkpoint() for d, c in sorted(self.gates.items())},
+        }
+
+    def restore(self, data: object) -> list[str]:
+        """Replace the counting state with a `checkpoint()`; return what it had to ignore.
+
+        The layout may have changed since: zones and gates it no longer has are ignored
+        (and named in the result), new ones start at zero. Anything malformed raises
+        CheckpointError and leaves the state as it was.
+        """
+        if not isinstance(data, dict):
+            raise CheckpointError("the counts are not an object")
+        net, gates = data.get("net"), data.get("gates")
+        if not isinstance(net, dict) or not isinstance(gates, dict):
+            raise CheckpointError("'net' and 'gates' must be objects")
+        sums: dict[str, int] = {}
+        for zone, value in net.items():
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise CheckpointError(f"zone {str(zone)[:70]!r}: the sum must be an integer")
+            sums[zone] = value
+        counters = {
+            str(d): GateCounter.from_checkpoint(c, f"gate {str(d)[:70]!r}")
+            for d, c in gates.items()
+        }
+        ignored = [f"zone {z}" for z in sums if z not in self.net]
+        ignored += [f"gate {d}" for d in counters if d not in self._ends]
+        self.net = {z: sums.get(z, 0) for z in self.net}
+        self.gates = {d: c for d, c in counters.items() if d in self._ends}
+        return ignored
 
     def reset(self) -> dict[str, int]:
         """Closing time: everyone has left. Return what each zone still showed (drift)."""

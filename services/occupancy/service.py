@@ -23,6 +23,7 @@ from kernel.store.base import Point, SeriesStore
 from kernel.topics import Kind, event_subscription, state_topic
 from services.occupancy.forecast import Profile, forecast, history_query, weekly_profile
 from services.occupancy.logic import (
+    CheckpointError,
     SeatMachine,
     SeatState,
     SeatTiming,
@@ -35,6 +36,9 @@ log = logging.getLogger("stackpulse.occupancy")
 
 Outgoing = tuple[str, bytes]  # (topic, retained JSON payload)
 
+
+CHECKPOINT_VERSION = 1
+MAX_CHECKPOINT_BYTES = 4 * 1024 * 1024
 
 PRIVACY_FLOOR = 5  # the recommended floor; the dataclass default 0 publishes every count
 
@@ -60,10 +64,19 @@ class OccupancySettings:
     forecast_every: timedelta = timedelta(minutes=15)  # clock time between forecasts
     forecast_weeks: int = 4  # history the "usually" figures are drawn from
     forecast_hours: int = 4  # this hour and the next ones
+    # The counting state is checkpointed to a retained topic so that a restart does not
+    # take each gate's totals since boot for new crossings (wall seconds, all three).
+    checkpoint_every: float = 10.0  # publish the checkpoint this often, when it changed
+    restore_wait: float = 2.0  # on start, wait this long at most for the retained one
+    final_checkpoint_timeout: float = 3.0  # on stop, one last checkpoint within this
 
     def __post_init__(self) -> None:
         if self.privacy_floor < 0:
             raise ValueError("privacy_floor must not be negative")
+        for name in ("checkpoint_every", "restore_wait", "final_checkpoint_timeout"):
+            value = getattr(self, name)
+            if not 0 <= value < float("inf") or (name == "checkpoint_every" and value == 0):
+                raise ValueError(f"{name} must be a finite number of seconds >= 0")
 
     @classmethod
     def from_env(cls, env: Mapping[str, str], *, root: str = "lib/v1") -> OccupancySettings:
@@ -148,6 +161,77 @@ class SiteOccupancy:
             if machine.tick(now):
                 out.extend(self._seat_changed(device, now))
         return _last_per_topic(out)
+
+    @property
+    def checkpoint_topic(self) -> str:
+        site = self.layout.site
+        return state_topic(self.root, site, "occupancy", "checkpoint", site)
+
+    def checkpoint(self, now: datetime) -> dict[str, Any]:
+        """The counting state as JSON-able data, to survive a restart (`restore`).
+
+        Each gate's counter and each zone's unclamped sum, when it was taken, and the
+        closing the site waits for: a closing that passes while the service is down
+        still resets the counts once it is back.
+        """
+        closes = (
+            self._next_close if self._next_close is not None else next_closing(self.layout, now)
+        )
+        return {
+            "version": CHECKPOINT_VERSION,
+            "site": self.layout.site,
+            "at": format_ts(now),
+            "next_close": format_ts(closes) if closes is not None else None,
+            **self.zones.checkpoint(),
+        }
+
+    def restore(self, data: object) -> bool:
+        """Take up the counting state of a `checkpoint`; False (and a log line) if unusable.
+
+        A checkpoint of an older layout is fine: what the layout no longer has is
+        ignored, what is new starts at zero. Anything malformed leaves the state alone.
+        """
+        site = self.layout.site
+        try:
+            if not isinstance(data, dict):
+                raise CheckpointError("not a JSON object")
+            if data.get("version") != CHECKPOINT_VERSION:
+                raise CheckpointError(f"version {str(data.get('version'))[:20]} is not supported")
+            if data.get("site") != site:
+                raise CheckpointError(f"it is of site {str(data.get('site'))[:40]!r}")
+            at = _checkpoint_time(data, "at")
+            closes = _checkpoint_time(data, "next_close") if data.get("next_close") else None
+            if at is None:
+                raise CheckpointError("'at' is missing")
+            ignored = self.zones.restore(data)
+        except CheckpointError as err:
+            log.warning("ignoring the occupancy checkpoint of %s: %s", site, err)
+            return False
+        if ignored:
+            log.info("checkpoint of %s: not in the layout any more: %s", site, ", ".join(ignored))
+        if closes is not None:
+            self._next_close, self._look_after = closes, None
+        log.info(
+            "restored the counts of %s from %s (next closing %s)",
+            site,
+            format_ts(at),
+            format_ts(closes) if closes else "none",
+        )
+        return True
+
+    def restore_payload(self, raw: bytes) -> bool:
+        """`restore` from a retained message's payload (JSON)."""
+        if len(raw) > MAX_CHECKPOINT_BYTES:
+            log.warning("ignoring the occupancy checkpoint of %s: too large", self.layout.site)
+            return False
+        try:
+            data = json.loads(raw)
+        except (ValueError, RecursionError) as err:  # UnicodeDecodeError is a ValueError
+            log.warning(
+                "ignoring the occupancy checkpoint of %s: not JSON (%s)", self.layout.site, err
+            )
+            return False
+        return self.restore(data)
 
     def take_points(self) -> list[Point]:
         """Points made since the last call (the drift found at each closing)."""
@@ -286,6 +370,26 @@ class SiteOccupancy:
         return topic, json.dumps(body).encode()
 
 
+def _checkpoint_time(data: dict[str, Any], key: str) -> datetime | None:
+    value = data.get(key)
+    if value is None:
+        return None
+    try:
+        if not isinstance(value, str):
+            raise ValueError
+        ts = datetime.fromisoformat(value)
+    except ValueError:
+        raise CheckpointError(f"{key!r} is not an RFC 3339 time") from None
+    if ts.tzinfo is None:
+        raise CheckpointError(f"{key!r} has no UTC offset")
+    return ts
+
+
+def _checkpoint_key(body: Mapping[str, Any]) -> str:
+    """What a checkpoint says but for when it was taken: unchanged means nothing to send."""
+    return json.dumps({k: v for k, v in body.items() if k != "at"}, sort_keys=True)
+
+
 def _last_per_topic(messages: Iterable[Outgoing]) -> list[Outgoing]:
     """Retained state: only the newest message per topic matters."""
     return list(dict(messages).items())
@@ -319,6 +423,11 @@ class OccupancyService:
         self.events_applied = 0
         self.events_refused = 0
         self.ready = asyncio.Event()
+        # Set once the retained checkpoints were looked for (found or not): from then on
+        # the memory is the truth and is checkpointed, never restored again.
+        self.restored = asyncio.Event()
+        self._checkpoint_topics = {site.checkpoint_topic: site for site in self.sites.values()}
+        self._checkpointed: dict[str, str] = {}  # site -> the state last checkpointed
 
     def apply(self, topic: str, raw: bytes) -> list[Outgoing]:
         """Apply one message of events (a batch or one); the state messages it changes.
@@ -343,11 +452,15 @@ class OccupancyService:
         return out if len(events) == 1 else _last_per_topic(out)
 
     async def run(self, broker: BrokerAddress) -> None:
-        async with asyncio.TaskGroup() as tg:
-            tg.create_task(self._ticker(), name="occupancy-tick")
-            tg.create_task(self._recorder(), name="occupancy-record")
-            tg.create_task(self._forecaster(), name="occupancy-forecast")
-            tg.create_task(self._connection_loop(broker), name="occupancy-mqtt")
+        try:
+            async with asyncio.TaskGroup() as tg:
+                tg.create_task(self._ticker(), name="occupancy-tick")
+                tg.create_task(self._recorder(), name="occupancy-record")
+                tg.create_task(self._forecaster(), name="occupancy-forecast")
+                tg.create_task(self._checkpointer(), name="occupancy-checkpoint")
+                tg.create_task(self._connection_loop(broker), name="occupancy-mqtt")
+        finally:
+            await self._final_checkpoint(broker)
 
     async def _connection_loop(self, broker: BrokerAddress) -> None:
         backoff = Backoff()
@@ -355,6 +468,8 @@ class OccupancyService:
             raise_if_cancelling()
             try:
                 async with client(broker, identifier=self.settings.client_id) as mqtt:
+                    if not self.restored.is_set():
+                        await self._restore(mqtt)
                     await mqtt.subscribe(event_subscription(self.settings.root), qos=1, timeout=10)
                     for site in self.sites.values():
                         for msg in site.snapshot(self._clock.now()):
@@ -365,6 +480,8 @@ class OccupancyService:
                         backoff.reset()
                         async for message in mqtt.messages:
                             raise_if_cancelling()
+                            if message.topic.value in self._checkpoint_topics:
+                                continue  # a retained checkpoint that came after the wait
                             payload = message.payload
                             raw = payload if isinstance(payload, bytes) else str(payload).encode()
                             for out in self.apply(message.topic.value, raw):
@@ -373,6 +490,77 @@ class OccupancyService:
                 self.ready.clear()
                 log.warning("broker %s: %s; reconnecting", broker, group.exceptions[0])
                 await asyncio.sleep(backoff.next())
+
+    async def _restore(self, mqtt: aiomqtt.Client) -> None:
+        """Take up the retained checkpoint of each site, waiting `restore_wait` at most.
+
+        Called before the events are subscribed to, so that no event is counted against
+        a counter that is about to be replaced. A site without a checkpoint in time (a
+        first start, or a broker that lost its retained messages) counts from zero.
+        """
+        wait = self.settings.restore_wait
+        waiting = dict(self._checkpoint_topics)
+        if wait > 0 and waiting:
+            for topic in waiting:
+                await mqtt.subscribe(topic, qos=1, timeout=10)
+            try:
+                async with asyncio.timeout(wait):
+                    async for message in mqtt.messages:
+                        site = waiting.pop(message.topic.value, None)
+                        payload = message.payload
+                        # An empty payload: the checkpoint was cleared, start from zero.
+                        if site is not None and isinstance(payload, bytes | bytearray) and payload:
+                            site.restore_payload(bytes(payload))
+                        if not waiting:
+                            break
+            except TimeoutError:
+                pass
+            for topic in self._checkpoint_topics:
+                await mqtt.unsubscribe(topic, timeout=10)
+        if waiting:
+            names = ", ".join(sorted(s.layout.site for s in waiting.values()))
+            log.info("no occupancy checkpoint of %s within %s s: counting from zero", names, wait)
+        now = self._clock.now()
+        for site in self.sites.values():
+            for out in site.tick(now):  # a closing missed while down resets before any event
+                await self._enqueue(out)
+            self._checkpointed[site.layout.site] = _checkpoint_key(site.checkpoint(now))
+        self.restored.set()
+
+    def _checkpoint_message(self, site: SiteOccupancy, now: datetime) -> tuple[Outgoing, str]:
+        body = site.checkpoint(now)
+        return (site.checkpoint_topic, json.dumps(body).encode()), _checkpoint_key(body)
+
+    async def _checkpointer(self) -> None:
+        """Every `checkpoint_every` wall seconds, publish each site's changed checkpoint."""
+        await self.restored.wait()
+        while True:
+            raise_if_cancelling()
+            await asyncio.sleep(self.settings.checkpoint_every)
+            now = self._clock.now()
+            for name, site in self.sites.items():
+                message, key = self._checkpoint_message(site, now)
+                if key != self._checkpointed.get(name):
+                    await self._enqueue(message)
+                    self._checkpointed[name] = key
+
+    async def _final_checkpoint(self, broker: BrokerAddress) -> None:
+        """On the way out, one last checkpoint of every site: best effort, bounded."""
+        timeout = self.settings.final_checkpoint_timeout
+        if not self.restored.is_set() or timeout <= 0:
+            return  # never publish a state that was not restored over a good checkpoint
+        now = self._clock.now()
+        messages = [self._checkpoint_message(site, now)[0] for site in self.sites.values()]
+        try:
+            async with asyncio.timeout(timeout):
+                identifier = f"{self.settings.client_id}-checkpoint"
+                async with client(broker, identifier=identifier) as mqtt:
+                    for topic, body in messages:
+                        await mqtt.publish(topic, body, qos=1, retain=True, timeout=timeout)
+        except (TimeoutError, aiomqtt.MqttError) as err:
+            log.warning(
+                "could not publish the last occupancy checkpoint: %s", str(err) or "timed out"
+            )
 
     async def _enqueue(self, out: Outgoing) -> None:
         async with asyncio.timeout(30):

@@ -244,6 +244,9 @@ class OccupancyView:
             return None  # another service's state: not ours to read
         site, _, what, ident = parts
         if what not in ("zone", "seat") or not SITE_RE.fullmatch(site):
+            # Not part of the read model, and skipped without a word (there may be many):
+            # forecasts are taken in `apply`; `checkpoint` is the service's own counting
+            # state for its restarts; other kinds may come with newer versions.
             return None
         if not DEVICE_RE.fullmatch(ident):
             log.warning("ignored occupancy state on %s: bad id", topic[:200])
