@@ -137,7 +137,10 @@ async def _warm_up(base: str, c: paho.Client, root: str, boot: int) -> None:
                 c.publish(f"{root}/main/seat/probe-{i:03d}/data", json.dumps(body), qos=1)
             await asyncio.sleep(1.0)
             seats = (await http.get("/api/v1/sites/main/seats", params={"zone": "f1"})).json()
-            if all(seat["state"] == "free" for seat in seats):
+            # Every probe seat, not just every seat listed: until the occupancy service has
+            # published (it waits for its checkpoint first) the API lists none at all.
+            probes = [seat for seat in seats if seat["id"].startswith("p-")]
+            if len(probes) == PROBES and all(seat["state"] == "free" for seat in probes):
                 return
             if time.monotonic() > deadline:
                 break
