@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 
 WINDOW = 4096  # seqs remembered below the highest one seen, per device and boot
 BOOTS_KEPT = 4  # late stragglers from the last few boots are still recognised
+_FULL = (1 << WINDOW) - 1
 
 
 @dataclass(slots=True)
@@ -25,7 +26,10 @@ class _BootWindow:
         """Record `seq`; True only if it was certainly seen before."""
         if seq > self.top:
             shift = seq - self.top
-            self.mask = ((self.mask << shift) | 1) & ((1 << WINDOW) - 1) if self.top >= 0 else 1
+            if self.top < 0 or shift >= WINDOW:
+                self.mask = 1
+            else:
+                self.mask = ((self.mask << shift) | 1) & _FULL
             self.top = seq
             return False
         offset = self.top - seq

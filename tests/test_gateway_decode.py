@@ -190,6 +190,18 @@ def test_duplicates_are_recognised_per_device_boot_and_seq() -> None:
     assert not dedup.is_duplicate(("main", "gate", "gate-2", 1, 1))  # another device
 
 
+def test_a_huge_seq_jump_costs_nothing_and_forgets_nothing_it_should_know() -> None:
+    # seq may be anything up to 2**53: shifting the window by the jump would allocate a
+    # number of 2**53 bits (a device could take the gateway down with one message).
+    dedup = Deduplicator()
+    key = ("main", "seat", "seat-0001", 1)
+    assert not dedup.is_duplicate((*key, 5))
+    assert not dedup.is_duplicate((*key, 2**53))
+    assert dedup.is_duplicate((*key, 2**53))
+    assert not dedup.is_duplicate((*key, 2**53 - 1))  # inside the window, not seen yet
+    assert not dedup.is_duplicate((*key, 5))  # far below the window: let through
+
+
 @settings(max_examples=100, deadline=None)
 @given(st.lists(st.tuples(st.integers(0, 3), st.integers(0, 300)), max_size=400), st.randoms())
 def test_dedup_accepts_each_message_exactly_once(msgs: list[tuple[int, int]], rnd: object) -> None:
