@@ -626,7 +626,8 @@ async def main() -> None:
                 )
                 for i in range(args.fresh_runs)
             ]
-            _print_freshness(fresh, 5000)
+            if fresh:
+                _print_freshness(fresh, 5000)
             if args.flood:
                 await flood(
                     mosq.port, influx, f"{store_base}/x", layout, "bench/flood", work, args.flood
