@@ -21,6 +21,7 @@ from gateway.results import Accepted, SiteIndex, correct_clock
 from kernel.models import MAX_PAYLOAD_BYTES, format_ts, parse_rfc3339
 from kernel.schema import circ_point, gate_point, seat_point, shelf_point
 from kernel.store.base import Point
+from kernel.store.lineprotocol import encode_series
 from kernel.topics import Channel, Kind
 
 # The same bounds as kernel.models. `\Z`, not `$`: Python's `$` also matches before a
@@ -113,9 +114,19 @@ def decode_fast(
         text = format_ts(device_ts)
     point: Point
     payload: dict[str, Any]
+    # The point's line protocol, written out directly: what encode_point would make of it
+    # (the tests hold the two equal), without its per-field type dispatch. Identifiers
+    # match [A-Za-z0-9._:-], so no string here needs escaping.
+    flag = "true" if corrected else "false"
     if kind is Kind.SEAT:
         seat, zone = index.seats[device]
         point = seat_point(site, device, seat, zone, msg, ts, corrected)
+        fields = (
+            f'presence="{msg.presence}",person={int(msg.presence == "person")}i,'
+            f"boot={msg.boot}i,seq={msg.seq}i,clock_corrected={flag}"
+        )
+        if msg.battery is not None:
+            fields += f",battery={msg.battery!r}"
         payload = {
             "ts": text,
             "boot": msg.boot,
@@ -126,6 +137,10 @@ def decode_fast(
             payload["battery"] = msg.battery
     elif kind is Kind.GATE:
         point = gate_point(site, device, msg, ts, corrected)
+        fields = (
+            f"in_total={msg.in_}i,out_total={msg.out}i,boot={msg.boot}i,seq={msg.seq}i,"
+            f"clock_corrected={flag}"
+        )
         payload = {
             "ts": text,
             "boot": msg.boot,
@@ -137,6 +152,11 @@ def decode_fast(
         if msg.part > msg.parts or msg.section not in index.sections.get(device, ()):
             return None
         point = shelf_point(site, device, msg, ts, corrected)
+        fields = (
+            f"sweep={msg.sweep}i,part={msg.part}i,parts={msg.parts}i,"
+            f'item_count={len(msg.items)}i,items="{point.fields["items"]}",'
+            f"boot={msg.boot}i,seq={msg.seq}i,clock_corrected={flag}"
+        )
         payload = {
             "ts": text,
             "boot": msg.boot,
@@ -151,6 +171,7 @@ def decode_fast(
         }
     else:
         point = circ_point(site, device, msg, ts, corrected)
+        fields = f'item="{msg.item}",boot={msg.boot}i,seq={msg.seq}i,clock_corrected={flag}'
         payload = {
             "ts": text,
             "boot": msg.boot,
@@ -180,4 +201,5 @@ def decode_fast(
         point=point,
         key=(site, kind_text, device, msg.boot, msg.seq),
         body=body,
+        line=f"{encode_series(point.measurement, point.tags)} {fields} {point.ts_ns}",
     )

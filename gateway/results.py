@@ -56,6 +56,7 @@ class Accepted:
     point: Point
     key: tuple[str, str, str, int, int] | None  # (site, kind, device, boot, seq); None: status
     body: bytes  # the normalized event, JSON (kernel.models.Event)
+    line: str | None = None  # the point in line protocol, when the decoder made it already
 
     @property
     def event(self) -> Event:

@@ -128,6 +128,7 @@ class _Batch:
     """Accepted data messages that go out together (guarded by Gateway._lock)."""
 
     points: list[Point] = field(default_factory=list)
+    lines: list[str | None] = field(default_factory=list)  # each point's line, if made
     # (site, kind) -> event bodies, and the device messages (mids) they acknowledge
     events: dict[tuple[str, str], list[bytes]] = field(default_factory=dict)
     acks: dict[tuple[str, str], list[int]] = field(default_factory=dict)
@@ -337,6 +338,7 @@ class Gateway:
             b.since = time.monotonic()
             b.connection = self._connection
         b.points.append(result.point)
+        b.lines.append(result.line)
         where = (result.site, result.kind.value)
         bodies = b.events.get(where)
         if bodies is None:
@@ -364,7 +366,7 @@ class Gateway:
             return
         self._wait_for_spool_room()
         refused = self._spool.refused
-        self._spool.append_many(b.points)  # raises: nothing acknowledged, all redelivered
+        self._spool.append_many(b.points, b.lines)  # raises: nothing acknowledged, redelivered
         self.metrics.points_rejected += self._spool.refused - refused
         self._batch = _Batch()
         self.metrics.accepted += len(b.points)

@@ -39,24 +39,33 @@ _LEN = struct.Struct(">I")
 LINES, POINTS = ".lp", ".pts"
 
 
-def encode_frame(points: Sequence[Point], codec: str) -> tuple[bytes, int]:
-    """One frame of `points`, and how many points could not be encoded (line protocol)."""
+def encode_frame(
+    points: Sequence[Point], codec: str, lines: Sequence[str | None] = ()
+) -> tuple[bytes, int]:
+    """One frame of `points`, and how many points could not be encoded (line protocol).
+
+    `lines`, if given, holds each point's line protocol where the caller has it already.
+    """
     if codec == POINTS:
         body = marshal.dumps(
             [(p.measurement, dict(p.tags), dict(p.fields), p.ts_ns) for p in points]
         )
         return _LEN.pack(len(body)) + body, 0
-    lines: list[str] = []
+    out: list[str] = []
     refused = 0
-    for p in points:
+    for i, p in enumerate(points):
+        line = lines[i] if i < len(lines) else None
+        if line is not None:
+            out.append(line)
+            continue
         try:
-            lines.append(encode_point(p))
+            out.append(encode_point(p))
         except ValueError as err:  # the store would refuse it too; say so once here
             refused += 1
             log.error("not storing a point that line protocol cannot carry: %s", err)
-    if not lines:
+    if not out:
         return b"", refused
-    body = "\n".join(lines).encode()
+    body = "\n".join(out).encode()
     return _LEN.pack(len(body)) + body, refused
 
 
@@ -165,11 +174,14 @@ class Spool:
         """Put one point on disk (in the OS's page cache: survives a killed process)."""
         self.append_many([point])
 
-    def append_many(self, points: Sequence[Point]) -> None:
-        """Put several points on disk with one write; a segment may run a batch over."""
+    def append_many(self, points: Sequence[Point], lines: Sequence[str | None] = ()) -> None:
+        """Put several points on disk with one write; a segment may run a batch over.
+
+        `lines`: each point's line protocol where the caller has it already (optional).
+        """
         if not points:
             return
-        frame, refused = encode_frame(points, self.codec)
+        frame, refused = encode_frame(points, self.codec, lines)
         with self._lock:
             self.refused += refused
             if not frame:

@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 from gateway.decode import Accepted, SiteIndex, decode, decode_checked, index_sites
 from gateway.fastpath import decode_fast
 from kernel.models import format_ts
+from kernel.store.lineprotocol import encode_point
 from tests.support.layouts import ONE_OF_EACH
 
 ROOT = "lib/v1"
@@ -52,6 +53,7 @@ def assert_same_at(topic: str, raw: bytes, now: datetime, sites: Mapping[str, Si
     )
     assert (got.ts, got.received) == (want.ts, want.received)
     assert json.loads(got.body) == json.loads(want.body)
+    assert got.line == encode_point(want.point)  # what the spool writes for InfluxDB
     assert got.event == want.event
     return True
 

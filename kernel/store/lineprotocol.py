@@ -9,7 +9,7 @@ from functools import lru_cache
 
 from kernel.store.base import FieldValue, Point
 
-__all__ = ["encode_point", "encode_points"]
+__all__ = ["encode_point", "encode_points", "encode_series"]
 
 _INT64_MIN = -(2**63)
 _INT64_MAX = 2**63 - 1
@@ -98,6 +98,11 @@ def encode_point(point: Point) -> str:
         raise ValueError(f"timestamp {ts!r} is not a 64-bit nanosecond time")
     series = _series(point.measurement, tuple(point.tags.items()))
     return f"{series} {_field_set(point.fields)} {ts}"
+
+
+def encode_series(measurement: str, tags: Mapping[str, str]) -> str:
+    """A point's measurement and tags as they begin its line (ValueError if impossible)."""
+    return _series(measurement, tuple(tags.items()))
 
 
 @lru_cache(maxsize=65536)
