@@ -43,7 +43,7 @@ def correct_clock(ts: datetime, received: datetime) -> tuple[datetime, bool]:
     return ts, False
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: built once per message on the hot path
 class Accepted:
     """An accepted message: its store point, dedup key and normalized event (JSON)."""
 

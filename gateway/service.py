@@ -21,6 +21,7 @@ import threading
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +37,7 @@ from gateway.spool import LINES, POINTS, Spool, SpoolLocked
 from gateway.writer import SpoolWriter
 from kernel.bus import BrokerAddress
 from kernel.clock import Clock
+from kernel.models import format_ts
 from kernel.settings import SettingsError
 from kernel.store.base import LineStore, Point, SeriesStore
 from kernel.topics import Channel, device_subscriptions, event_batch_topic, event_topic
@@ -168,6 +170,8 @@ class Gateway:
         self._ack_after: dict[int, list[int]] = {}
         self._early: set[int] = set()  # PUBACKs that came before their mid was noted
         self._connection = 0  # counts connections: mids are only valid within one
+        self._received_ms: datetime | None = None
+        self._received_text = ""
         self.metrics.spool_bytes = lambda: self._spool.bytes
         self.metrics.spool_segments = lambda: self._spool.sealed_segments
         self.metrics.connected = lambda: self._up
@@ -305,7 +309,12 @@ class Gateway:
         m = self.metrics
         m.received += 1
         now = self._clock.now()
-        result = decode(self.settings.root, topic, raw, now, self._sites)
+        # Every event carries its receive time as text; at thousands of messages a second
+        # many share a millisecond, so format it once per millisecond.
+        ms = now.replace(microsecond=now.microsecond - now.microsecond % 1000)
+        if ms != self._received_ms:
+            self._received_ms, self._received_text = ms, format_ts(ms)
+        result = decode(self.settings.root, topic, raw, now, self._sites, self._received_text)
         if result is None:
             m.ignored += 1
             self._ack_now(mqtt, mid)
