@@ -113,54 +113,35 @@ def decode_fast(
     if not (len(text) == 24 and text[23] == "Z" and text[19] == "." and text[10] == "T"):
         text = format_ts(device_ts)
     point: Point
-    payload: dict[str, Any]
+    # The event's payload: what the protocol models dump, in their field order.
+    payload: dict[str, Any] = {"ts": text, "boot": msg.boot, "seq": msg.seq}
     # The point's line protocol, written out directly: what encode_point would make of it
     # (the tests hold the two equal), without its per-field type dispatch. Identifiers
-    # match [A-Za-z0-9._:-], so no string here needs escaping.
-    flag = "true" if corrected else "false"
+    # match [A-Za-z0-9._:-], so no string here needs escaping. Every kind's fields end
+    # with the message's identity and the clock mark (kernel.schema).
+    tail = f"boot={msg.boot}i,seq={msg.seq}i,clock_corrected={'true' if corrected else 'false'}"
     if kind is Kind.SEAT:
         seat, zone = index.seats[device]
         point = seat_point(site, device, seat, zone, msg, ts, corrected)
-        fields = (
-            f'presence="{msg.presence}",person={int(msg.presence == "person")}i,'
-            f"boot={msg.boot}i,seq={msg.seq}i,clock_corrected={flag}"
-        )
+        fields = f'presence="{msg.presence}",person={int(msg.presence == "person")}i,{tail}'
+        payload["presence"] = msg.presence
         if msg.battery is not None:
             fields += f",battery={msg.battery!r}"
-        payload = {
-            "ts": text,
-            "boot": msg.boot,
-            "seq": msg.seq,
-            "presence": msg.presence,
-        }
-        if msg.battery is not None:
             payload["battery"] = msg.battery
     elif kind is Kind.GATE:
         point = gate_point(site, device, msg, ts, corrected)
-        fields = (
-            f"in_total={msg.in_}i,out_total={msg.out}i,boot={msg.boot}i,seq={msg.seq}i,"
-            f"clock_corrected={flag}"
-        )
-        payload = {
-            "ts": text,
-            "boot": msg.boot,
-            "seq": msg.seq,
-            "in": msg.in_,
-            "out": msg.out,
-        }
+        fields = f"in_total={msg.in_}i,out_total={msg.out}i,{tail}"
+        payload["in"] = msg.in_
+        payload["out"] = msg.out
     elif kind is Kind.SHELF:
         if msg.part > msg.parts or msg.section not in index.sections.get(device, ()):
             return None
         point = shelf_point(site, device, msg, ts, corrected)
         fields = (
             f"sweep={msg.sweep}i,part={msg.part}i,parts={msg.parts}i,"
-            f'item_count={len(msg.items)}i,items="{point.fields["items"]}",'
-            f"boot={msg.boot}i,seq={msg.seq}i,clock_corrected={flag}"
+            f'item_count={len(msg.items)}i,items="{point.fields["items"]}",{tail}'
         )
-        payload = {
-            "ts": text,
-            "boot": msg.boot,
-            "seq": msg.seq,
+        payload |= {
             "sweep": msg.sweep,
             "section": msg.section,
             "part": msg.part,
@@ -171,14 +152,9 @@ def decode_fast(
         }
     else:
         point = circ_point(site, device, msg, ts, corrected)
-        fields = f'item="{msg.item}",boot={msg.boot}i,seq={msg.seq}i,clock_corrected={flag}'
-        payload = {
-            "ts": text,
-            "boot": msg.boot,
-            "seq": msg.seq,
-            "item": msg.item,
-            "action": msg.action,
-        }
+        fields = f'item="{msg.item}",{tail}'
+        payload["item"] = msg.item
+        payload["action"] = msg.action
     body = _encode(
         {
             "site": site,

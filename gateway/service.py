@@ -19,7 +19,7 @@ import os
 import tempfile
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -295,8 +295,7 @@ class Gateway:
                 if device_mids is None:
                     self._early.add(mid)
                     return
-            for device_mid in device_mids:
-                c.ack(device_mid, 1)
+            _ack(c, device_mids)
 
         mqtt.on_connect = on_connect
         mqtt.on_publish = on_publish
@@ -317,7 +316,7 @@ class Gateway:
         result = decode(self.settings.root, topic, raw, now, self._sites, self._received_text)
         if result is None:
             m.ignored += 1
-            self._ack_now(mqtt, mid)
+            _ack(mqtt, [mid])
             return
         if not isinstance(result, Accepted):
             m.dead_lettered[result.reason] += 1
@@ -327,27 +326,25 @@ class Gateway:
             return
         if result.key is not None and self._dedup.is_duplicate(result.key):
             m.duplicates += 1
-            self._ack_now(mqtt, mid)
+            _ack(mqtt, [mid])
             return
         m.lag_seconds = (result.received - result.ts).total_seconds()
-        if result.channel is Channel.STATUS:
-            # Rare: out on its own, retained, so a service that starts later still learns
-            # which devices are offline. What was gathered before it goes out first.
-            self._flush_locked(mqtt)
-            self._wait_for_spool_room()
-            self._spool.append(result.point)
-            m.accepted += 1
-            topic = event_topic(
-                self.settings.root, result.site, result.kind, result.device, "status"
-            )
-            self._publish(mqtt, topic, result.body, [mid], retain=True)
-            return
         b = self._batch
         if not b.points:
             b.since = time.monotonic()
             b.connection = self._connection
         b.points.append(result.point)
         b.lines.append(result.line)
+        if result.channel is Channel.STATUS:
+            # Rare: its point is spooled with the batch at once, and its event goes out on
+            # its own, retained, so a service that starts later still learns which devices
+            # are offline.
+            self._flush_locked(mqtt)
+            topic = event_topic(
+                self.settings.root, result.site, result.kind, result.device, "status"
+            )
+            self._publish(mqtt, topic, result.body, [mid], retain=True)
+            return
         where = (result.site, result.kind.value)
         bodies = b.events.get(where)
         if bodies is None:
@@ -405,10 +402,6 @@ class Gateway:
         while self._spool.full and not self._stopping.is_set():
             time.sleep(0.1)
 
-    def _ack_now(self, mqtt: paho.Client, mid: int | None) -> None:
-        if mid is not None:
-            mqtt.ack(mid, 1)
-
     def _publish(
         self,
         mqtt: paho.Client,
@@ -426,18 +419,22 @@ class Gateway:
             # paho's bounded queue is full (the broker is gone for long): the points are
             # spooled; the events are dropped, and counted.
             self.metrics.events_dropped += events
-            for m in mids:
-                mqtt.ack(m, 1)
+            _ack(mqtt, mids)
             return
         self.metrics.events_published += events
         with self._ack_lock:
-            if info.mid in self._early:
-                self._early.discard(info.mid)
-            else:
+            if info.mid not in self._early:
                 self._ack_after[info.mid] = mids
                 return
-        for m in mids:
-            mqtt.ack(m, 1)
+            self._early.discard(info.mid)
+        _ack(mqtt, mids)
+
+
+def _ack(mqtt: paho.Client, mids: Sequence[int | None]) -> None:
+    """Acknowledge device messages (QoS 1; None stands for a QoS 0 one: nothing to do)."""
+    for mid in mids:
+        if mid is not None:
+            mqtt.ack(mid, 1)
 
 
 def _open_spool(s: GatewaySettings, store: object) -> Spool:

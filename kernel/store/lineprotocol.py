@@ -96,8 +96,7 @@ def encode_point(point: Point) -> str:
     ts = point.ts_ns
     if isinstance(ts, bool) or not isinstance(ts, int) or not _INT64_MIN < ts < _INT64_MAX:
         raise ValueError(f"timestamp {ts!r} is not a 64-bit nanosecond time")
-    series = _series(point.measurement, tuple(point.tags.items()))
-    return f"{series} {_field_set(point.fields)} {ts}"
+    return f"{encode_series(point.measurement, point.tags)} {_field_set(point.fields)} {ts}"
 
 
 def encode_series(measurement: str, tags: Mapping[str, str]) -> str:
