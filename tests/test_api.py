@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Any
 
@@ -22,6 +22,7 @@ from services.occupancy.view import OccupancyView, SeatView, run_view
 from stackpulse.api import build_app
 from tests.support.browser import publish_retained, serve_app
 from tests.support.procs import MosquittoProc
+from tests.support.waiting import wait_until
 
 ZONE_FIELDS = {
     "id",
@@ -100,14 +101,6 @@ def initial_state(root: str) -> list[tuple[str, bytes]]:
         (state_topic(root, "main", "occupancy", "seat", "f9-bad"), b"{not json"),
         (state_topic(root, "main", "inventory", "item", "x1"), b'{"anything": 1}'),
     ]
-
-
-async def wait_until(check: Callable[[], bool], seconds: float = 10.0) -> None:
-    for _ in range(int(seconds / 0.02)):
-        if check():
-            return
-        await asyncio.sleep(0.02)
-    raise TimeoutError(f"condition not met within {seconds} s")
 
 
 @pytest.fixture

@@ -8,7 +8,7 @@ import json
 import logging
 import random
 import uuid
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -29,6 +29,7 @@ from services.occupancy.service import OccupancyService, OccupancySettings, Site
 from services.occupancy.view import OccupancyView
 from tests.support.events import data_event
 from tests.support.procs import MosquittoProc
+from tests.support.waiting import wait_until
 
 ZONES = [
     {"id": "lobby", "name": "Lobby", "floor": 1, "capacity": 200},
@@ -320,14 +321,6 @@ class NullStore:
 
     async def close(self) -> None:
         return None
-
-
-async def wait_until(check: Callable[[], bool], seconds: float = 10.0) -> None:
-    for _ in range(int(seconds / 0.02)):
-        if check():
-            return
-        await asyncio.sleep(0.02)
-    raise TimeoutError(f"condition not met within {seconds} s")
 
 
 class Bus:
