@@ -33,6 +33,7 @@ from paho.mqtt.properties import Properties
 from gateway.decode import Accepted, SiteIndex, decode
 from gateway.dedup import Deduplicator
 from gateway.metrics import GatewayMetrics
+from gateway.mqttio import FastClient
 from gateway.spool import LINES, POINTS, Spool, SpoolLocked
 from gateway.writer import SpoolWriter
 from kernel.bus import BrokerAddress
@@ -231,10 +232,10 @@ class Gateway:
         props.ReceiveMaximum = 1000
         return {"clean_start": False, "properties": props}
 
-    def _make_client(self, loop: asyncio.AbstractEventLoop) -> paho.Client:
+    def _make_client(self, loop: asyncio.AbstractEventLoop) -> FastClient:
         s = self.settings
         v5 = bool(s.share_group)
-        mqtt = paho.Client(
+        mqtt = FastClient(
             CallbackAPIVersion.VERSION2,
             client_id=s.client_id,
             clean_session=None if v5 else False,
@@ -251,7 +252,7 @@ class Gateway:
         if v5:
             subs = [f"$share/{s.share_group}/{t}" for t in subs]
 
-        def on_connect(c: paho.Client, _u: object, _f: object, rc: Any, _p: object) -> None:
+        def on_connect(_c: paho.Client, _u: object, _f: object, rc: Any, _p: object) -> None:
             if rc.is_failure:
                 log.warning("broker refused the connection: %s", rc)
                 return
@@ -259,9 +260,9 @@ class Gateway:
                 # A batch gathered on the last connection goes to the spool before any
                 # redelivered message is read (and acknowledged as a duplicate); its
                 # mids meant the old connection, so they are not acknowledged.
-                self._flush_locked(c)
+                self._flush_locked(mqtt)
                 self._connection += 1
-            c.subscribe([(t, 1) for t in subs])
+            mqtt.subscribe([(t, 1) for t in subs])
             self._up = True
             loop.call_soon_threadsafe(self.connected.set)
             log.info("gateway connected as %s", s.client_id)
@@ -277,25 +278,25 @@ class Gateway:
             if not self._stopping.is_set():
                 log.warning("lost the broker (%s); reconnecting with backoff", rc)
 
-        def on_message(c: paho.Client, _u: object, msg: paho.MQTTMessage) -> None:
+        def on_message(_c: paho.Client, _u: object, msg: paho.MQTTMessage) -> None:
             mid = msg.mid if msg.qos else None
             try:
                 raw = msg.payload if isinstance(msg.payload, bytes) else bytes(msg.payload)
                 with self._lock:
-                    self._handle(c, msg.topic, raw, mid)
+                    self._handle(mqtt, msg.topic, raw, mid)
             except Exception:
                 # Not acknowledged: the broker keeps it and delivers it again after the
                 # next reconnect; while this repeats, unacknowledged messages fill the
                 # broker's in-flight window and it stops sending (back-pressure).
                 log.exception("could not handle a message on %s", msg.topic[:200])
 
-        def on_publish(c: paho.Client, _u: object, mid: int, _rc: Any, _p: object) -> None:
+        def on_publish(_c: paho.Client, _u: object, mid: int, _rc: Any, _p: object) -> None:
             with self._ack_lock:
                 device_mids = self._ack_after.pop(mid, None)
                 if device_mids is None:
                     self._early.add(mid)
                     return
-            _ack(c, device_mids)
+            _ack(mqtt, device_mids)
 
         mqtt.on_connect = on_connect
         mqtt.on_publish = on_publish
@@ -303,7 +304,7 @@ class Gateway:
         mqtt.on_message = on_message
         return mqtt
 
-    def _handle(self, mqtt: paho.Client, topic: str, raw: bytes, mid: int | None) -> None:
+    def _handle(self, mqtt: FastClient, topic: str, raw: bytes, mid: int | None) -> None:
         """Route one message (batch lock held); acknowledge it when it is safe to."""
         m = self.metrics
         m.received += 1
@@ -356,7 +357,7 @@ class Gateway:
         if len(b.points) >= self.settings.batch_max:
             self._flush_locked(mqtt)
 
-    def _flush_loop(self, mqtt: paho.Client) -> None:
+    def _flush_loop(self, mqtt: FastClient) -> None:
         """Send a batch that has waited `batch_window`, even if no more messages come."""
         window = self.settings.batch_window
         while not self._stopping.wait(window / 2):
@@ -365,7 +366,7 @@ class Gateway:
                 if b.points and time.monotonic() - b.since >= window:
                     self._flush_locked(mqtt)
 
-    def _flush_locked(self, mqtt: paho.Client) -> None:
+    def _flush_locked(self, mqtt: FastClient) -> None:
         """Spool the batch's points (one write), then publish its events, one per kind."""
         b = self._batch
         if not b.points:
@@ -404,7 +405,7 @@ class Gateway:
 
     def _publish(
         self,
-        mqtt: paho.Client,
+        mqtt: FastClient,
         topic: str,
         body: bytes,
         device_mids: list[int | None] | list[int],
@@ -430,11 +431,9 @@ class Gateway:
         _ack(mqtt, mids)
 
 
-def _ack(mqtt: paho.Client, mids: Sequence[int | None]) -> None:
+def _ack(mqtt: FastClient, mids: Sequence[int | None]) -> None:
     """Acknowledge device messages (QoS 1; None stands for a QoS 0 one: nothing to do)."""
-    for mid in mids:
-        if mid is not None:
-            mqtt.ack(mid, 1)
+    mqtt.ack_many([mid for mid in mids if mid is not None])
 
 
 def _open_spool(s: GatewaySettings, store: object) -> Spool:
