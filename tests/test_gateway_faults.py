@@ -17,6 +17,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import paho.mqtt.client as paho
+import paho.mqtt.publish as paho_publish
 import pytest
 import yaml
 from paho.mqtt.enums import CallbackAPIVersion
@@ -77,6 +78,26 @@ def publish(port: int, root: str, seqs: range, rate: float = 0.0) -> None:
 async def count(store: SeriesStore) -> int:
     rows = await store.raw_query('SELECT count("seq") FROM "seat"')
     return int(rows[0]["count"]) if rows else 0
+
+
+async def wait_listening(port: int, root: str, store: SeriesStore, timeout: float = 30) -> None:
+    """Until a gateway process has subscribed: before that the broker keeps nothing for
+    it, and a fixed sleep lost the first messages whenever the machine was slow."""
+    probe = json.dumps({"online": True, "ts": format_ts(datetime.now(UTC))}).encode()
+    async with asyncio.timeout(timeout):
+        while True:
+            await asyncio.to_thread(
+                paho_publish.single,
+                f"{root}/main/seat/seat-0000/status",
+                probe,
+                qos=1,
+                hostname="127.0.0.1",
+                port=port,
+            )
+            rows = await store.raw_query('SELECT count("online") FROM "device_status"')
+            if rows and int(rows[0]["count"]) > 0:
+                return
+            await asyncio.sleep(0.2)
 
 
 async def wait_count(store: SeriesStore, want: int, timeout: float) -> int:
@@ -277,7 +298,7 @@ async def test_kill_9_mid_stream_loses_nothing_accepted(
     spool = tmp_path / "spool-kill"
     gw = _gateway_proc(fresh_mosquitto.url, influx_db, layout_file, mqtt_root, spool)
     try:
-        await asyncio.sleep(2.5)  # connected: its persistent session exists from now on
+        await wait_listening(fresh_mosquitto.port, mqtt_root, store)  # its session exists now
         n = 4000
         pub = threading.Thread(
             target=publish, args=(fresh_mosquitto.port, mqtt_root, range(n), 2000.0)
