@@ -278,17 +278,20 @@ class Gateway:
             if not self._stopping.is_set():
                 log.warning("lost the broker (%s); reconnecting with backoff", rc)
 
-        def on_message(_c: paho.Client, _u: object, msg: paho.MQTTMessage) -> None:
-            mid = msg.mid if msg.qos else None
+        def on_fast_message(topic: str, raw: bytes, mid: int | None) -> None:
             try:
-                raw = msg.payload if isinstance(msg.payload, bytes) else bytes(msg.payload)
                 with self._lock:
-                    self._handle(mqtt, msg.topic, raw, mid)
+                    self._handle(mqtt, topic, raw, mid)
             except Exception:
                 # Not acknowledged: the broker keeps it and delivers it again after the
                 # next reconnect; while this repeats, unacknowledged messages fill the
                 # broker's in-flight window and it stops sending (back-pressure).
-                log.exception("could not handle a message on %s", msg.topic[:200])
+                log.exception("could not handle a message on %s", topic[:200])
+
+        def on_message(_c: paho.Client, _u: object, msg: paho.MQTTMessage) -> None:
+            # What paho decodes itself: MQTT 5 (shared subscriptions) and QoS 2.
+            raw = msg.payload if isinstance(msg.payload, bytes) else bytes(msg.payload)
+            on_fast_message(msg.topic, raw, msg.mid if msg.qos else None)
 
         def on_publish(_c: paho.Client, _u: object, mid: int, _rc: Any, _p: object) -> None:
             with self._ack_lock:
@@ -302,6 +305,7 @@ class Gateway:
         mqtt.on_publish = on_publish
         mqtt.on_disconnect = on_disconnect
         mqtt.on_message = on_message
+        mqtt.on_fast_message = on_fast_message
         return mqtt
 
     def _handle(self, mqtt: FastClient, topic: str, raw: bytes, mid: int | None) -> None:

@@ -124,3 +124,40 @@ def test_fast_client_reads_every_packet_and_acks_in_batches(
     finally:
         again.loop_stop()
         again.disconnect()
+
+
+@pytest.mark.integration
+def test_fast_handler_gets_topic_payload_and_mid(mosquitto: MosquittoProc, mqtt_root: str) -> None:
+    """QoS 0 and 1 publishes reach `on_fast_message` with paho's own topic and payload;
+    a QoS 0 one has no message id; a QoS 2 one still goes through paho's on_message."""
+    fast: list[tuple[str, bytes, int | None]] = []
+    classic: list[tuple[str, bytes, int]] = []
+    sub = FastClient(CallbackAPIVersion.VERSION2, client_id=f"h-{uuid.uuid4().hex[:8]}")
+    sub.on_fast_message = lambda t, p, m: fast.append((t, p, m))
+    sub.on_message = lambda _c, _u, msg: classic.append((msg.topic, bytes(msg.payload), msg.qos))
+    sub.connect("127.0.0.1", mosquitto.port)
+    sub.subscribe(f"{mqtt_root}/#", qos=2)
+    sub.loop_start()
+    try:
+        time.sleep(0.3)
+        pub = paho.Client(CallbackAPIVersion.VERSION2, client_id=f"p-{uuid.uuid4().hex[:6]}")
+        pub.connect("127.0.0.1", mosquitto.port)
+        pub.loop_start()
+        sent = [
+            (f"{mqtt_root}/a/b", b'{"x":1}', 1),
+            (f"{mqtt_root}/lecture-hall/caf\u00e9", b"", 0),
+            (f"{mqtt_root}/z", b"\x00\xff" * 1000, 1),
+        ]
+        for topic, payload, qos in sent:
+            pub.publish(topic, payload, qos=qos).wait_for_publish(timeout=10)
+        pub.publish(f"{mqtt_root}/two", b"q2", qos=2).wait_for_publish(timeout=10)
+        _wait(lambda: len(fast) >= 3 and len(classic) >= 1, 10)
+        pub.loop_stop()
+        pub.disconnect()
+    finally:
+        sub.loop_stop()
+        sub.disconnect()
+    assert [(t, p) for t, p, _ in fast] == [(t, p) for t, p, _ in sent]
+    assert [m is None for _, _, m in fast] == [q == 0 for _, _, q in sent]
+    assert all(isinstance(m, int) and m > 0 for _, _, m in fast if m is not None)
+    assert classic == [(f"{mqtt_root}/two", b"q2", 2)]
