@@ -22,6 +22,10 @@ class Faults:
     missed_read_p: float = 0.0  # an RFID tag on its shelf is not heard in one sweep
     cross_read_p: float = 0.0  # a tag is also heard, weaker, by a neighbouring section
     misplace_p: float = 0.03  # a returned book is reshelved in the wrong section
+    # An item disappears from its shelf (stolen, lost, taken to a carrel for good): this
+    # many removals per catalogued item and day, each of a random shelved item, whose
+    # true place becomes "removed".
+    removals_per_item_day: float = 0.0
     # Gate faults: a crossing the counter does not count (people still move); the
     # running sum then drifts, which the closing-time reset measures.
     missed_exit_p: float = 0.0  # an inner -> outer crossing goes uncounted

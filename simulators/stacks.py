@@ -13,6 +13,7 @@ from simulators.engine import Engine, IndexedSet, poisson
 
 LOAN = "loan"
 RESHELVING = "reshelving"
+REMOVED = "removed"
 
 
 class CatalogEntry(Protocol):
@@ -58,6 +59,12 @@ class Stacks:
                 self._move(entry.item, LOAN)
             else:
                 self._move(entry.item, homes[0])
+        rate = cfg.faults.removals_per_item_day * len(self.all_items) / 86400
+        if rate > 0:
+            # Its own stream, seeded from the stacks' state without drawing from it: with
+            # removals on, the day is the same as without up to the first removal.
+            self.removal_rng = random.Random(f"{rng.getstate()[1][:8]}:removals")
+            self.engine.at(engine.now + self.removal_rng.expovariate(rate), self._remove, rate)
 
     def _move(self, item: str, to: str) -> None:
         before = self.where.get(item)
@@ -78,6 +85,12 @@ class Stacks:
         if section not in self.shelved:
             raise KeyError(f"no section {section!r} in the layout")
         self._move(item, section)
+
+    def _remove(self, t: float, rate: float) -> None:
+        item = self.on_shelf.choice(self.removal_rng)
+        if item is not None:
+            self._move(item, REMOVED)
+        self.engine.at(t + self.removal_rng.expovariate(rate), self._remove, rate)
 
     def misplaced(self) -> dict[str, str]:
         return {i: w for i, w in self.where.items() if w in self.shelved and w not in self.homes[i]}

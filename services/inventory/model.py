@@ -28,10 +28,21 @@ class InventorySettings:
     demand_window: timedelta = timedelta(days=30)
     holds_per_copy: float = 2.0  # holds / copies at or above this suggests buying
     uses_per_copy: float = 5.0  # in-library uses / copies at or above this suggests buying
+    # In-library use: an item placed on a shelf, then unheard in at least this many fully
+    # swept passes of its section in a row, then heard again with no checkout between.
+    # One pass is not enough: with a 5% missed-read rate, 1 would make a false "use" of
+    # one item in twenty every sweep; 2 makes it p² (0.25%), 3 makes it p³.
+    use_absent_sweeps: int = 2
+    # Untaken demand signals kept at most; past it the oldest are dropped and counted.
+    signal_buffer: int = 100_000
 
     def __post_init__(self) -> None:
-        if self.confirm_sweeps < 1 or self.missing_sweeps < 1:
-            raise ValueError("confirm_sweeps and missing_sweeps must be at least 1")
+        if self.confirm_sweeps < 1 or self.missing_sweeps < 1 or self.use_absent_sweeps < 1:
+            raise ValueError(
+                "confirm_sweeps, missing_sweeps and use_absent_sweeps must be at least 1"
+            )
+        if self.signal_buffer < 1:
+            raise ValueError("signal_buffer must be at least 1")
         for name in ("reshelve_within", "sweep_timeout", "demand_window"):
             if getattr(self, name) <= timedelta(0):
                 raise ValueError(f"{name} must be a positive duration")
@@ -157,3 +168,15 @@ class DemandRow:
     signals: dict[str, int]  # counts per SignalKind in the window
     suggest_purchase: bool
     reason: str | None  # why buying is suggested, e.g. "6 holds on 2 copies"
+
+
+@dataclass(frozen=True, slots=True)
+class ClassDemand:
+    """One call-number class's demand over the window (see DemandRow.call_class)."""
+
+    call_class: str
+    copies: int  # catalog items in the class
+    titles: int  # titles of the class with at least one signal in the window
+    score: float  # weighted signals in the window (services/inventory/demand.py WEIGHTS)
+    per_copy: float  # score / copies: pressure on the class's stock
+    signals: dict[str, int]  # counts per SignalKind in the window
