@@ -13,6 +13,7 @@ from grafana_foundation_sdk.cog.encoder import JSONEncoder
 from grafana_foundation_sdk.models import common, units
 from grafana_foundation_sdk.models import dashboard as dash_m
 
+from dashboards.demand import demand_dashboard
 from dashboards.influx import DATASOURCE_TYPE, Arith, Call, InfluxQLTarget, show_tag_values
 from kernel.schema import ZONE_DRIFT, ZONE_OCCUPANCY
 from kernel.store.influxql import Agg, Query, TagEq
@@ -332,6 +333,7 @@ def counting_health_dashboard() -> dash_m.Dashboard:
 DASHBOARDS: Final[dict[str, Callable[[], dash_m.Dashboard]]] = {
     "occupancy.json": occupancy_dashboard,
     "counting-health.json": counting_health_dashboard,
+    "demand.json": lambda: demand_dashboard(_datasource_variable()),
 }
 """Generated file name -> the function that builds its dashboard."""
 
