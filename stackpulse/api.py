@@ -11,9 +11,15 @@ from fastapi.responses import FileResponse
 from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel
 
+from kernel.auth import READ
 from kernel.layout import Layout
+from services.inventory.routes import STATIC_DIR as STAFF_STATIC_DIR
+from services.inventory.routes import inventory_router
+from services.inventory.view import InventoryView
 from services.occupancy.routes import STATIC_DIR, occupancy_router
 from services.occupancy.view import OccupancyView
+from stackpulse.auth_routes import AuthService, auth_router, require_site
+from stackpulse.ratelimit import RateLimit, RateLimitMiddleware
 
 DESCRIPTION = """Live library signals: how full each zone is and which seats are free.
 Public endpoints need no authentication; times are RFC 3339 in UTC."""
@@ -53,17 +59,31 @@ def build_app(
     layouts: Sequence[Layout],
     *,
     routers: Sequence[APIRouter] = (),
+    inventory: InventoryView | None = None,
     ping_seconds: float = 15.0,
+    auth: AuthService | None = None,
+    rate_limit: RateLimit | None = None,
 ) -> FastAPI:
-    """Compose the public API and pages over `view`; `routers` adds other services' routes."""
+    """Compose the public API and pages over `view`; `routers` adds other services' routes.
+
+    Without `auth` the protected routes answer 503; `rate_limit` limits /api/ per client.
+    """
     if not layouts:
         raise ValueError("build_app needs at least one site layout")
     known = {lay.site for lay in layouts}
     app = FastAPI(title="StackPulse", version=_version(), description=DESCRIPTION)
+    app.state.auth = auth  # read by the dependencies in stackpulse.auth_routes
+    if rate_limit is not None and rate_limit.enabled:
+        app.add_middleware(RateLimitMiddleware, limit=rate_limit)
+    app.include_router(auth_router())
     app.include_router(sites_router(layouts))
     app.include_router(occupancy_router(view, layouts, ping_seconds=ping_seconds))
     for router in routers:
         app.include_router(router)
+    if inventory is not None:  # staff data: every route behind "staff of this site"
+        staff = require_site("staff", "manager", "admin", scope=READ)
+        app.include_router(inventory_router(inventory, layouts, staff, ping_seconds=ping_seconds))
+        _staff_page(app, known)
     app.mount("/static/occupancy", StaticFiles(directory=STATIC_DIR), name="occupancy-static")
     page = STATIC_DIR / "index.html"
     no_cache = {"Cache-Control": "no-cache"}
@@ -85,3 +105,22 @@ def build_app(
         return Health(status="ok")
 
     return app
+
+
+def _staff_page(app: FastAPI, known: set[str]) -> None:
+    """The staff shelves page at `/staff` and `/staff/{site}`; the page itself holds no data."""
+    app.mount("/static/inventory", StaticFiles(directory=STAFF_STATIC_DIR), name="inventory-static")
+    page = STAFF_STATIC_DIR / "index.html"
+    headers = {"Cache-Control": "no-cache"}
+
+    @app.get("/staff", include_in_schema=False)
+    async def staff_page() -> FileResponse:
+        return FileResponse(page, headers=headers)
+
+    @app.get("/staff/{site}", include_in_schema=False)
+    async def staff_site_page(site: Annotated[str, Path(max_length=32)]) -> FileResponse:
+        if site not in known:
+            raise HTTPException(
+                404, f"unknown site {site!r}; known sites: {', '.join(sorted(known))}"
+            )
+        return FileResponse(page, headers=headers)

@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import contextlib
 import logging
+import secrets
 import signal
 import sys
 import tempfile
@@ -14,11 +15,15 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from pydantic import SecretStr
+
 from kernel.clock import ScaledClock
 from kernel.layout import Layout
 from kernel.settings import Settings, SettingsError
 from stackpulse.broker import embedded_broker
 from stackpulse.runtime import COMPONENTS, Runtime, prepare, run_components
+from stackpulse.users import add_demo_login, add_users_parser
+from stackpulse.users import main as users_main
 
 log = logging.getLogger("stackpulse")
 
@@ -58,12 +63,12 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     demo = sub.add_parser("demo", help="everything in one process on the embedded default")
-    _add_settings(demo, "layout", "store", "http", "log_level", "log_format")
+    _add_settings(demo, "layout", "store", "db", "http", "log_level", "log_format")
     demo.add_argument("--speed", type=float, default=60.0, help="simulated seconds per second")
     demo.add_argument("--seed", type=int, default=1)
 
     run = sub.add_parser("run", help="run components against a real broker and store")
-    run.add_argument("component", choices=[*COMPONENTS, "inventory", "alerts", "all"])
+    run.add_argument("component", choices=[*COMPONENTS, "alerts", "all"])
     _add_settings(run, *SETTING_OPTIONS)
 
     sim = sub.add_parser("simulate", help="publish a simulated library to a broker")
@@ -74,6 +79,7 @@ def build_parser() -> argparse.ArgumentParser:
     sim.add_argument("--duration", type=float, help="stop after this many wall seconds")
     dash = sub.add_parser("dashboards", help="build, check or push the Grafana dashboards")
     dash.add_argument("args", nargs=argparse.REMAINDER, help="build [--check] | push --url URL")
+    add_users_parser(sub)
     return parser
 
 
@@ -84,6 +90,8 @@ def settings_from(args: argparse.Namespace) -> Settings:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.command == "users":
+        return users_main(args)
     if args.command == "dashboards":
         from dashboards.cli import main as dashboards_main
 
@@ -149,10 +157,10 @@ def _first(group: BaseExceptionGroup[SettingsError]) -> BaseException:
 
 
 async def _run(settings: Settings, component: str) -> int:
-    if component in ("inventory", "alerts"):
+    if component == "alerts":
         raise SettingsError("run", f"the {component} service is not part of this release yet")
-    rt = prepare(settings)
     components = COMPONENTS if component == "all" else (component,)
+    rt = prepare(settings, components)
     await run_components(rt, components)
     return 0
 
@@ -173,23 +181,33 @@ async def _demo(settings: Settings, speed: float, seed: int) -> int:
         if "store" not in settings.model_fields_set:
             tmp = files.enter_context(tempfile.TemporaryDirectory(prefix="stackpulse-demo-"))
             settings.store = f"sqlite:///{Path(tmp) / 'series.db'}"
+        throwaway_db = "db" not in settings.model_fields_set
+        if throwaway_db:  # users and checkpoints of this run only, like the series
+            tmp = files.enter_context(tempfile.TemporaryDirectory(prefix="stackpulse-demo-"))
+            settings.db = f"sqlite://{Path(tmp) / 'state.db'}"
         async with embedded_broker() as broker:
             settings.broker = f"mqtt://{broker.host}:{broker.port}"
-            rt = prepare(settings)
+            if not settings.secret.get_secret_value():  # tokens last as long as the demo
+                settings.secret = SecretStr(secrets.token_urlsafe(32))
+            rt = prepare(settings, COMPONENTS)
+            login = add_demo_login(rt.db) if throwaway_db and rt.db else None
             layout = rt.layouts[0]
             start = opening_time(layout, datetime.now(UTC))
             rt.clock = ScaledClock(start, speed)
             host, port = settings.http_bind()
             async with asyncio.TaskGroup() as tg:
-                tg.create_task(run_components(rt, ("gateway", "occupancy", "api")))
+                tg.create_task(run_components(rt, COMPONENTS))
                 await asyncio.wait_for(rt.started.wait(), timeout=30)
                 print(
                     f"StackPulse demo: {layout.name}, simulated from {start:%Y-%m-%d %H:%M} UTC "
                     f"at {speed:g}x.\n  Student page: http://{host}:{port}/\n"
+                    f"  Staff page:   http://{host}:{port}/staff/{layout.site}\n"
                     f"  API:          http://{host}:{port}/docs\n"
                     f"  Broker:       {settings.broker}  (Ctrl-C to stop)",
                     flush=True,
                 )
+                if login:
+                    print(f"  Staff login:  {login}", flush=True)
                 for lay in rt.layouts:
                     tg.create_task(_simulate_one(rt, lay, seed))
     return 0

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ipaddress
 import logging
 import os
 from collections.abc import Iterator, Sequence
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 
 import aiomqtt
@@ -17,21 +19,33 @@ import uvicorn
 from gateway.decode import index_sites
 from gateway.service import Gateway, GatewaySettings
 from kernel.aio import Backoff, raise_if_cancelling
+from kernel.auth import AuthError, TokenIssuer, resolve_secret
 from kernel.bus import BrokerAddress, BrokerUrlError, client, parse_broker_url
 from kernel.catalog import CatalogError, load_catalog
 from kernel.clock import Clock, parse_clock
 from kernel.layout import Layout, LayoutError, load_layout
 from kernel.settings import Settings, SettingsError
+from kernel.statedb import StateDB, StateDBError
 from kernel.store.base import SeriesStore, StoreError, StoreRejected
 from kernel.store.factory import open_store
 from kernel.store.influx import InfluxStore
+from services.inventory.service import (
+    InventoryService,
+    InventoryServiceSettings,
+    load_site_catalog,
+)
+from services.inventory.view import InventoryView
+from services.inventory.view import run_view as run_inventory_view
 from services.occupancy.service import OccupancyService, OccupancySettings
 from services.occupancy.view import OccupancyView, run_view
 from stackpulse.api import build_app
+from stackpulse.auth_routes import AuthService
+from stackpulse.ratelimit import RateLimit
 
 log = logging.getLogger("stackpulse")
 
-COMPONENTS = ("gateway", "occupancy", "api")
+COMPONENTS = ("gateway", "occupancy", "inventory", "api")
+NEEDS_DB = ("api", "inventory", "alerts")
 
 
 @dataclass
@@ -44,9 +58,15 @@ class Runtime:
     broker: BrokerAddress
     clock: Clock
     store: SeriesStore | None = None
+    db: StateDB | None = None  # the state database, for the components in NEEDS_DB
+    auth: AuthService | None = None  # logins and tokens, for the api
+    rate_limit: RateLimit = field(default_factory=RateLimit)
     gateway: Gateway | None = None
     occupancy: OccupancyService | None = None
     view: OccupancyView | None = None
+    inventory: InventoryService | None = None
+    inventory_view: InventoryView | None = None
+    inventory_settings: InventoryServiceSettings | None = None  # None: defaults, --root
     started: asyncio.Event = field(default_factory=asyncio.Event)
     occupancy_settings: OccupancySettings = field(default_factory=OccupancySettings)
     gateway_settings: GatewaySettings = field(default_factory=GatewaySettings)
@@ -84,8 +104,11 @@ def check_catalog(layout: Layout) -> None:
             log.warning("  %s", problem)
 
 
-def prepare(settings: Settings) -> Runtime:
-    """Check what can be checked without the network; raise SettingsError naming the setting."""
+def prepare(settings: Settings, components: Sequence[str] = ()) -> Runtime:
+    """Check what can be checked without the network; raise SettingsError naming the setting.
+
+    For `components` that need them it also opens the state database and the logins.
+    """
     layouts, files = load_layouts(settings)
     try:
         broker = parse_broker_url(settings.broker)
@@ -101,7 +124,7 @@ def prepare(settings: Settings) -> Runtime:
     except ValueError as err:
         raise SettingsError(None, str(err)) from None
     gateway = GatewaySettings.from_env(settings.root)
-    return Runtime(
+    rt = Runtime(
         settings,
         layouts,
         files,
@@ -110,6 +133,55 @@ def prepare(settings: Settings) -> Runtime:
         occupancy_settings=occupancy,
         gateway_settings=gateway,
     )
+    open_state(rt, components)
+    return rt
+
+
+def open_state(rt: Runtime, components: Sequence[str]) -> None:
+    """Open what `components` need of the state database and logins, unless already open."""
+    if rt.db is None and any(c in NEEDS_DB for c in components):
+        rt.db = open_checked_db(rt.settings.db)
+    if "api" in components and rt.auth is None:
+        assert rt.db is not None
+        try:
+            rt.auth, rt.rate_limit = auth_for(rt.settings, rt.db)
+        except SettingsError:
+            rt.db.close()
+            rt.db = None
+            raise
+
+
+def open_checked_db(url: str) -> StateDB:
+    try:
+        return StateDB.open(url)
+    except StateDBError as err:
+        raise SettingsError("--db", str(err)) from None
+
+
+def auth_for(settings: Settings, db: StateDB) -> tuple[AuthService, RateLimit]:
+    """Logins over `db`; without STACKPULSE_SECRET only an API on loopback may start."""
+    host, _ = settings.http_bind()
+    try:
+        secret = resolve_secret(settings.secret.get_secret_value(), development=_loopback(host))
+    except AuthError as err:
+        raise SettingsError(None, str(err)) from None
+    if settings.token_minutes <= 0:
+        raise SettingsError(None, "STACKPULSE_TOKEN_MINUTES must be a positive number of minutes")
+    try:
+        limit = RateLimit(settings.rate_limit, settings.rate_burst)
+    except ValueError as err:
+        raise SettingsError(None, f"STACKPULSE_RATE_LIMIT/STACKPULSE_RATE_BURST: {err}") from None
+    tokens = TokenIssuer(secret, timedelta(minutes=settings.token_minutes))
+    return AuthService(db, tokens), limit
+
+
+def _loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 async def check_broker(broker: BrokerAddress, timeout: float = 5.0) -> None:
@@ -149,9 +221,18 @@ async def _ensure_database(store: InfluxStore) -> None:
 
 async def run_components(rt: Runtime, components: Sequence[str]) -> None:
     """Check the broker and the store, then run the named components until cancelled."""
+    open_state(rt, components)
+    try:
+        await _run_checked(rt, components)
+    finally:
+        if rt.db is not None:
+            rt.db.close()
+
+
+async def _run_checked(rt: Runtime, components: Sequence[str]) -> None:
     await check_broker(rt.broker)
     async with AsyncExitStack() as stack:
-        if "gateway" in components or "occupancy" in components:
+        if any(c in components for c in ("gateway", "occupancy", "inventory")):
             rt.store = await open_checked_store(rt.settings.store)
             stack.push_async_callback(rt.store.close)
         async with asyncio.TaskGroup() as tg:
@@ -169,10 +250,27 @@ def _start(rt: Runtime, components: Sequence[str], tg: asyncio.TaskGroup) -> Non
         assert rt.store is not None
         rt.occupancy = OccupancyService(rt.layouts, rt.store, rt.clock, rt.occupancy_settings)
         tg.create_task(rt.occupancy.run(rt.broker), name="occupancy")
+    if "inventory" in components:
+        assert rt.store is not None
+        catalogs = {lay.site: load_site_catalog(lay) for lay in rt.layouts}
+        cfg = rt.inventory_settings or InventoryServiceSettings.from_env(os.environ, root=s.root)
+        rt.inventory = InventoryService(rt.layouts, catalogs, rt.store, rt.clock, rt.db, cfg)
+        tg.create_task(rt.inventory.run(rt.broker), name="inventory")
     if "api" in components:
         rt.view = OccupancyView(s.root)
         tg.create_task(_view_loop(rt.view, rt.broker, s.root), name="api-view")
-        tg.create_task(_serve_http(rt, build_app(rt.view, rt.layouts)), name="api-http")
+        rt.inventory_view = InventoryView(s.root)
+        tg.create_task(
+            _inventory_view_loop(rt.inventory_view, rt.broker, s.root), name="api-inventory-view"
+        )
+        app = build_app(
+            rt.view,
+            rt.layouts,
+            inventory=rt.inventory_view,
+            auth=rt.auth,
+            rate_limit=rt.rate_limit,
+        )
+        tg.create_task(_serve_http(rt, app), name="api-http")
 
 
 async def _view_loop(view: OccupancyView, broker: BrokerAddress, root: str) -> None:
@@ -185,6 +283,19 @@ async def _view_loop(view: OccupancyView, broker: BrokerAddress, root: str) -> N
                 await run_view(view, mqtt, root)
         except aiomqtt.MqttError as err:
             log.warning("api view lost the broker: %s; reconnecting", err)
+            await asyncio.sleep(backoff.next())
+
+
+async def _inventory_view_loop(view: InventoryView, broker: BrokerAddress, root: str) -> None:
+    backoff = Backoff()
+    while True:
+        raise_if_cancelling()
+        try:
+            async with client(broker) as mqtt:
+                backoff.reset()
+                await run_inventory_view(view, mqtt, root)
+        except aiomqtt.MqttError as err:
+            log.warning("api inventory view lost the broker: %s; reconnecting", err)
             await asyncio.sleep(backoff.next())
 
 

@@ -8,6 +8,7 @@ _ROOT = str(Path(__file__).resolve().parent.parent)
 if _ROOT not in sys.path:
     sys.path.insert(0, _ROOT)
 
+from tests.support.postgres import postgres, postgres_url  # noqa: E402
 from tests.support.procs import (  # noqa: E402
     fresh_influxdb,
     fresh_mosquitto,
@@ -17,4 +18,13 @@ from tests.support.procs import (  # noqa: E402
     mqtt_root,
 )
 
-__all__ = ["fresh_influxdb", "fresh_mosquitto", "influx_db", "influxdb", "mosquitto", "mqtt_root"]
+__all__ = [
+    "fresh_influxdb",
+    "fresh_mosquitto",
+    "influx_db",
+    "influxdb",
+    "mosquitto",
+    "mqtt_root",
+    "postgres",
+    "postgres_url",
+]

@@ -1,0 +1,285 @@
+"""Read model of the inventory service's retained lists, with per-client feeds for SSE."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from types import TracebackType
+from typing import Annotated, Literal
+
+import aiomqtt
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, ValidationError
+
+from kernel.models import Timestamp
+from kernel.topics import DEFAULT_ROOT, SITE_RE, parse_system_topic, state_topic
+
+log = logging.getLogger(__name__)
+
+SERVICE = "inventory"
+MAX_LIST_BYTES = 32 * 1024 * 1024  # 20,000 entries of a few hundred bytes fit easily
+
+ListName = Literal["misplaced", "missing", "reshelving", "tasks"]
+LIST_NAMES: tuple[ListName, ...] = ("misplaced", "missing", "reshelving", "tasks")
+_BY_NAME: dict[str, ListName] = {name: name for name in LIST_NAMES}
+Count = Annotated[StrictInt, Field(ge=0)]
+
+
+class _View(BaseModel):
+    # The service may add fields later; the read model keeps to the published contract.
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+
+class MisplacedItem(_View):
+    """An item confirmed on a shelf section that does not hold its call number."""
+
+    item: str
+    call_number: str
+    title: str
+    seen_section: str
+    expected_sections: tuple[str, ...]
+    since: Timestamp
+
+
+class MissingItem(_View):
+    """An item unseen for several sweeps of its home sections and not on loan."""
+
+    item: str
+    call_number: str
+    title: str
+    last_seen_section: str | None
+    last_seen_at: Timestamp | None
+    since: Timestamp | None = None  # when it was declared missing
+
+
+class ReshelvingItem(_View):
+    """A checked-in item not yet seen back on any shelf within the allowed time."""
+
+    item: str
+    call_number: str
+    title: str
+    checked_in_at: Timestamp
+    overdue_since: Timestamp
+
+
+class ReshelvingTask(_View):
+    """Move `item` from `from_section` to `to_section`."""
+
+    item: str
+    call_number: str
+    title: str
+    from_section: str
+    to_section: str
+    floor: StrictInt | None
+    opened_at: Timestamp
+    order: tuple[int, int]  # walking order within the floor: (shelf, section)
+
+
+class FloorTasks(_View):
+    """The tasks of one floor in walking order (`floor` null: a shelf with no floor)."""
+
+    floor: StrictInt | None
+    tasks: tuple[ReshelvingTask, ...]
+
+
+class _Doc(_View):
+    site: str
+    updated_at: Timestamp
+    total: Count  # entries in the list; more than `items` when it was capped
+
+
+class MisplacedDoc(_Doc):
+    items: tuple[MisplacedItem, ...] = ()
+
+
+class MissingDoc(_Doc):
+    items: tuple[MissingItem, ...] = ()
+
+
+class ReshelvingDoc(_Doc):
+    items: tuple[ReshelvingItem, ...] = ()
+
+
+class TasksDoc(_Doc):
+    items: tuple[ReshelvingTask, ...] = ()
+
+
+AnyDoc = MisplacedDoc | MissingDoc | ReshelvingDoc | TasksDoc
+DOC_MODELS: dict[ListName, type[AnyDoc]] = {
+    "misplaced": MisplacedDoc,
+    "missing": MissingDoc,
+    "reshelving": ReshelvingDoc,
+    "tasks": TasksDoc,
+}
+
+
+def group_by_floor(tasks: tuple[ReshelvingTask, ...]) -> list[FloorTasks]:
+    """Floors in ascending order (no floor last), each floor's tasks in walking order."""
+    floors: dict[int | None, list[ReshelvingTask]] = {}
+    for t in tasks:
+        floors.setdefault(t.floor, []).append(t)
+    order = sorted(floors, key=lambda f: (f is None, f or 0))
+    return [
+        FloorTasks(floor=f, tasks=tuple(sorted(floors[f], key=lambda t: (t.order, t.item))))
+        for f in order
+    ]
+
+
+class ListFeed:
+    """The lists of one site as they change, for one consumer.
+
+    It holds at most the newest document of each list: a slow consumer skips the
+    versions it had no time for and never makes the feed grow. Iterate it for
+    `(name, document)`; use it as an async context manager so it always leaves the view.
+    """
+
+    def __init__(self, view: InventoryView, site: str) -> None:
+        self._view = view
+        self.site = site
+        self._pending: dict[ListName, AnyDoc] = {}
+        self._wake = asyncio.Event()
+        self.closed = False
+
+    def offer(self, name: ListName, doc: AnyDoc) -> None:
+        self._pending[name] = doc
+        self._wake.set()
+
+    def close(self) -> None:
+        self.closed = True
+        self._view._unsubscribe(self)
+        self._wake.set()
+
+    def __aiter__(self) -> ListFeed:
+        return self
+
+    async def __anext__(self) -> tuple[ListName, AnyDoc]:
+        while not self._pending:
+            if self.closed:
+                raise StopAsyncIteration
+            self._wake.clear()
+            await self._wake.wait()
+        if self.closed:
+            raise StopAsyncIteration
+        name = next(iter(self._pending))
+        return name, self._pending.pop(name)
+
+    async def __aenter__(self) -> ListFeed:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
+class InventoryView:
+    """Per site, the newest published document of each list; one event loop only."""
+
+    def __init__(self, root: str = DEFAULT_ROOT) -> None:
+        self.root = root
+        self._docs: dict[tuple[str, ListName], AnyDoc] = {}
+        self._feeds: set[ListFeed] = set()
+
+    def apply(self, topic: str, payload: bytes | str) -> ListName | None:
+        """Take one retained list message; the list's name if it changed, else None.
+
+        An empty payload clears the list. Anything that does not parse is logged and
+        ignored: a bad message must not stop the view.
+        """
+        raw = payload.encode() if isinstance(payload, str) else payload
+        parts = parse_system_topic(topic, self.root, "_state")
+        if parts is None or len(parts) != 4 or parts[1:3] != [SERVICE, "list"]:
+            return None  # changes, other services' state: not part of this read model
+        site, key = parts[0], _BY_NAME.get(parts[3])
+        if key is None or not SITE_RE.fullmatch(site):
+            return None
+        if not raw:
+            self._docs.pop((site, key), None)
+            return None
+        if len(raw) > MAX_LIST_BYTES:
+            log.warning("ignored inventory list on %s: %d bytes is too large", topic, len(raw))
+            return None
+        try:
+            doc = DOC_MODELS[key].model_validate_json(raw)
+        except ValidationError as err:
+            first = err.errors(include_url=False)[0]
+            loc = ".".join(str(x) for x in first["loc"]) or "payload"
+            log.warning("ignored inventory list on %s: %s: %s", topic, loc, first["msg"])
+            return None
+        if doc.site != site:
+            log.warning("ignored inventory list on %s: payload site %r differs", topic, doc.site)
+            return None
+        old = self._docs.get((site, key))
+        if old is not None and old.items == doc.items and old.total == doc.total:
+            self._docs[(site, key)] = doc
+            return None  # republished unchanged (a reconnect): nothing to tell the clients
+        self._docs[(site, key)] = doc
+        for feed in list(self._feeds):
+            if feed.site == site:
+                feed.offer(key, doc)
+        return key
+
+    def doc(self, site: str, name: ListName) -> AnyDoc | None:
+        return self._docs.get((site, name))
+
+    def misplaced(self, site: str) -> list[MisplacedItem]:
+        doc = self._docs.get((site, "misplaced"))
+        return list(doc.items) if isinstance(doc, MisplacedDoc) else []
+
+    def missing(self, site: str) -> list[MissingItem]:
+        doc = self._docs.get((site, "missing"))
+        return list(doc.items) if isinstance(doc, MissingDoc) else []
+
+    def reshelving(self, site: str) -> list[ReshelvingItem]:
+        doc = self._docs.get((site, "reshelving"))
+        return list(doc.items) if isinstance(doc, ReshelvingDoc) else []
+
+    def tasks(self, site: str) -> list[FloorTasks]:
+        doc = self._docs.get((site, "tasks"))
+        return group_by_floor(doc.items) if isinstance(doc, TasksDoc) else []
+
+    def subscribe(self, site: str) -> ListFeed:
+        feed = ListFeed(self, site)
+        self._feeds.add(feed)
+        return feed
+
+    @property
+    def subscribers(self) -> int:
+        return len(self._feeds)
+
+    def _unsubscribe(self, feed: ListFeed) -> None:
+        self._feeds.discard(feed)
+
+
+def subscriptions(root: str = DEFAULT_ROOT) -> list[str]:
+    """The topic filter of the inventory lists, and nothing of other services."""
+    return [state_topic(root, "+", SERVICE, "list", "+")]
+
+
+async def run_view(view: InventoryView, client: aiomqtt.Client, root: str = DEFAULT_ROOT) -> None:
+    """Feed `view` from a connected client until the connection ends (then MqttError)."""
+    for topic_filter in subscriptions(root):
+        await client.subscribe(topic_filter, qos=1, timeout=10)
+    async for message in client.messages:
+        payload = message.payload
+        if isinstance(payload, bytes | bytearray | str):
+            view.apply(
+                message.topic.value, bytes(payload) if isinstance(payload, bytearray) else payload
+            )
+
+
+__all__ = [
+    "LIST_NAMES",
+    "FloorTasks",
+    "InventoryView",
+    "ListFeed",
+    "MisplacedItem",
+    "MissingItem",
+    "ReshelvingItem",
+    "ReshelvingTask",
+    "group_by_floor",
+    "run_view",
+    "subscriptions",
+]
