@@ -192,6 +192,26 @@ class Layout(_Strict):
         index = self._indexes[collection]
         return Coverage(index.overlaps(), index.gaps())
 
+    def coverage_report(self) -> list[str]:
+        """One line per gap or overlap between sections, every collection, for the log at load.
+
+        Overlaps are refused when the layout is checked, so a loaded layout reports gaps:
+        call numbers that no section holds, whose items would have no home shelf.
+        """
+        out: list[str] = []
+        sections = self.sections_by_id
+        for collection in self.collections:
+            overlaps, gaps = self.coverage(collection)
+            for a, b in overlaps:
+                out.append(f"collection {collection!r}: sections {a} and {b} overlap")
+            for a, b in gaps:
+                last, first = sections[a].last, sections[b].first
+                out.append(
+                    f"collection {collection!r}: no section holds call numbers after "
+                    f"{last!r} (end of {a}) and before {first!r} (start of {b})"
+                )
+        return out
+
     @cached_property
     def tz(self) -> ZoneInfo:
         return ZoneInfo(self.timezone)

@@ -82,6 +82,8 @@ def load_layouts(settings: Settings) -> tuple[list[Layout], list[Path]]:
             layouts.append(load_layout(p))
         except LayoutError as err:
             raise SettingsError("--layout", str(err)) from None
+        for problem in layouts[-1].coverage_report():  # gaps: shelved nowhere, not fatal
+            log.warning("layout %s: %s", p, problem)
     sites = [lay.site for lay in layouts]
     if len(set(sites)) != len(sites):
         raise SettingsError("--layout", f"two layouts describe the same site: {sites}")

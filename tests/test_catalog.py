@@ -10,7 +10,8 @@ import pytest
 from examples.generate import catalog_csv, layout_yaml
 from kernel.callnumbers import parse, section_holds
 from kernel.catalog import Catalog, CatalogError, CatalogItem, load_catalog
-from kernel.layout import Layout, load_layout
+from kernel.layout import Layout, Section, Shelf, Zone, load_layout
+from simulators.generate import generate
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples" / "main"
 
@@ -146,3 +147,65 @@ def test_an_unreadable_file_is_refused(tmp_path: Path) -> None:
     binary.write_bytes(b"item,call_number,title,collection\n\xff\xfe\x00,1,2,3\n")
     with pytest.raises(CatalogError, match=r"bin\.csv: not UTF-8 text"):
         load_catalog(binary, layout)
+
+
+def test_an_overlapping_hand_built_layout_gives_every_holder(tmp_path: Path) -> None:
+    # Layout checks refuse overlaps; a layout built without them still loads every holder.
+    shelf = Shelf(
+        device="s",
+        zone="z",
+        sections=(
+            Section(id="A", first="QA", last="QA99"),
+            Section(id="B", first="QA50", last="QB"),
+        ),
+    )
+    zone = Zone(id="z", name="Z", floor=1, capacity=1)
+    layout = Layout.model_construct(site="x", name="X", zones=(zone,), shelves=(shelf,))
+    path = tmp_path / "c.csv"
+    path.write_text("item,call_number,title,collection\n1,QA60 .A1,T,main\n2,QA1,T,main\n")
+    catalog = load_catalog(path, layout)
+    assert catalog["1"].home_sections == ("A", "B")
+    assert catalog["2"].home_sections == ("A",)
+
+
+def test_gaps_between_sections_are_reported_for_the_log() -> None:
+    shelves = [
+        {
+            "device": "s",
+            "zone": "z",
+            "sections": [
+                {"id": "A", "first": "QA", "last": "QA75"},
+                {"id": "B", "first": "QA77", "last": "QB"},
+            ],
+        }
+    ]
+    zones = [{"id": "z", "name": "Z", "floor": 1, "capacity": 1}]
+    layout = Layout.model_validate({"site": "x", "name": "X", "zones": zones, "shelves": shelves})
+    assert layout.coverage_report() == [
+        "collection 'main': no section holds call numbers after 'QA75' (end of A)"
+        " and before 'QA77' (start of B)"
+    ]
+    assert load_layout(EXAMPLES / "layout.yaml").coverage_report() == []
+
+
+def test_a_generated_library_tiles_its_collections_and_homes_every_item(tmp_path: Path) -> None:
+    library = generate(3000, seed=7, floors=2, readers_per_floor=3, items_per_section=50)
+    layout = library.layout()
+    assert set(layout.collections) == {"main", "dewey"}
+    assert layout.coverage_report() == []
+    assert len(layout.shelves) >= 6 and len(layout.sections_by_id) == 60
+    for shelf in layout.shelves:  # one collection per reader
+        assert {library_section.collection for library_section in library.sections
+                if library_section.device == shelf.device} == {shelf.collection}  # fmt: skip
+    layout_path, catalog_path = library.write(tmp_path)
+    assert load_layout(layout_path).sections_by_id.keys() == layout.sections_by_id.keys()
+    catalog = load_catalog(catalog_path, layout)
+    assert len(catalog) == 3000 and catalog.error_count == 0
+    expected = {item: (section,) for item, *_, section in library.rows()}
+    assert {i: it.home_sections for i, it in catalog.items()} == expected
+    assert {len(v) for v in catalog.by_section.values()} == {50}
+    again = generate(3000, seed=7, floors=2, readers_per_floor=3, items_per_section=50)
+    assert list(again.rows()) == list(library.rows())
+    assert list(generate(3000, seed=8, floors=2, readers_per_floor=3).rows()) != list(
+        library.rows()
+    )
