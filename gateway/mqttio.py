@@ -124,6 +124,12 @@ class FastClient(paho.Client):
             sock = self._sock
             if rc != paho.MQTT_ERR_SUCCESS or not isinstance(sock, BufferedSocket):
                 break
+            if self._out_packet:
+                # A batch's events or acknowledgements were queued while reading: send
+                # them now rather than after the rest of the buffer (freshness).
+                rc = self.loop_write()
+                if rc != paho.MQTT_ERR_SUCCESS:
+                    break
             if not sock.buffered():
                 break
             rc = super().loop_read(max_packets)
