@@ -29,7 +29,7 @@ class GatewayMetrics:
     last_batch_seconds: float = 0.0
     batch_seconds_buckets: list[int] = field(default_factory=lambda: [0] * len(BATCH_BUCKETS))
     batch_seconds_sum: float = 0.0
-    spool_full: int = 0  # times the spool hit its size bound (reading paused)
+    spool_full: int = 0  # times the spool hit its size bound (batch held, nothing acked)
     lag_seconds: float = 0.0  # receive time minus device time of the last accepted message
     spool_bytes: Callable[[], int] = lambda: 0
     spool_segments: Callable[[], int] = lambda: 0

@@ -5,8 +5,9 @@ append the point to the disk spool, publish the normalized event, and only then
 acknowledge the device message (paho `manual_ack`). A killed gateway therefore loses
 nothing it acknowledged, and the broker redelivers what it did not (persistent session,
 fixed client id, QoS 1). Store batching runs apart (gateway.writer) and never delays
-events. When the spool reaches its size bound the hot path stops reading: the broker
-queues for us (deliberate back-pressure), and the metric and log say so.
+events. When the spool reaches its size bound the batch is held unacknowledged, so the
+broker stops at its in-flight window and queues for us (deliberate back-pressure) while
+the connection stays alive; the metric and log say so.
 """
 
 from __future__ import annotations
@@ -63,6 +64,10 @@ class GatewaySettings:
     batch_window: float = 0.005
     batch_max: int = 16
     max_queued_publishes: int = 100_000
+    # While the spool is full the batch is held in memory and nothing is acknowledged, so
+    # the broker stops sending at its in-flight window; QoS 0 messages are not bounded by
+    # that window: past this many held points the reader waits for room instead.
+    held_max: int = 10_000
     keepalive: int = 30
     metrics_port: int = 0
 
@@ -137,6 +142,8 @@ class _Batch:
     acks: dict[tuple[str, str], list[int]] = field(default_factory=dict)
     since: float = 0.0  # monotonic time of its first message
     connection: int = 0  # the connection its mids belong to
+    # status events (topic, body, mid): published retained once the batch is spooled
+    statuses: list[tuple[str, bytes, int | None]] = field(default_factory=list)
 
 
 class Gateway:
@@ -171,6 +178,7 @@ class Gateway:
         self._ack_after: dict[int, list[int]] = {}
         self._early: set[int] = set()  # PUBACKs that came before their mid was noted
         self._connection = 0  # counts connections: mids are only valid within one
+        self._spool_full_since: float | None = None  # the spool is full since then
         self._received_ms: datetime | None = None
         self._received_text = ""
         self.metrics.spool_bytes = lambda: self._spool.bytes
@@ -259,7 +267,11 @@ class Gateway:
             with self._lock:
                 # A batch gathered on the last connection goes to the spool before any
                 # redelivered message is read (and acknowledged as a duplicate); its
-                # mids meant the old connection, so they are not acknowledged.
+                # mids meant the old connection, so they are not acknowledged. Held for a
+                # full spool, it must still be spooled first: a redelivered copy would be
+                # acknowledged as a duplicate while its point was only in memory.
+                if self._batch.points:
+                    self._wait_for_spool_room()
                 self._flush_locked(mqtt)
                 self._connection += 1
             mqtt.subscribe([(t, 1) for t in subs])
@@ -344,11 +356,11 @@ class Gateway:
             # Rare: its point is spooled with the batch at once, and its event goes out on
             # its own, retained, so a service that starts later still learns which devices
             # are offline.
-            self._flush_locked(mqtt)
             topic = event_topic(
                 self.settings.root, result.site, result.kind, result.device, "status"
             )
-            self._publish(mqtt, topic, result.body, [mid], retain=True)
+            b.statuses.append((topic, result.body, mid))
+            self._flush_locked(mqtt)
             return
         where = (result.site, result.kind.value)
         bodies = b.events.get(where)
@@ -371,11 +383,21 @@ class Gateway:
                     self._flush_locked(mqtt)
 
     def _flush_locked(self, mqtt: FastClient) -> None:
-        """Spool the batch's points (one write), then publish its events, one per kind."""
+        """Spool the batch's points (one write), then publish its events, one per kind.
+
+        With the spool full the batch is held (the flusher retries): the network thread
+        keeps serving the connection (keepalive) while the broker, getting no
+        acknowledgements, stops at its in-flight window and queues the rest.
+        """
         b = self._batch
         if not b.points:
             return
-        self._wait_for_spool_room()
+        if self._spool.full:
+            self._note_spool_full()
+            if len(b.points) < self.settings.held_max or self._stopping.is_set():
+                return
+            self._wait_for_spool_room()  # QoS 0 floods: stop reading until there is room
+        self._spool_full_since = None
         refused = self._spool.refused
         self._spool.append_many(b.points, b.lines)  # raises: nothing acknowledged, redelivered
         self.metrics.points_rejected += self._spool.refused - refused
@@ -393,17 +415,22 @@ class Gateway:
                 retain=False,
                 events=len(bodies),
             )
+        for topic, body, mid in b.statuses:
+            self._publish(mqtt, topic, body, [] if stale else [mid], retain=True)
 
-    def _wait_for_spool_room(self) -> None:
-        if not self._spool.full:
+    def _note_spool_full(self) -> None:
+        if self._spool_full_since is not None:
             return
+        self._spool_full_since = time.monotonic()
         self.metrics.spool_full += 1
         log.error(
-            "spool full (%d bytes, bound %d): not reading from the broker until the store "
-            "catches up",
+            "spool full (%d bytes, bound %d): holding the current batch unacknowledged, so "
+            "the broker queues for us until the store catches up",
             self._spool.bytes,
             self._spool.max_bytes,
         )
+
+    def _wait_for_spool_room(self) -> None:
         while self._spool.full and not self._stopping.is_set():
             time.sleep(0.1)
 

@@ -215,6 +215,46 @@ async def test_store_outage_spools_then_replays_in_full(
         await s.close()
 
 
+async def test_full_spool_holds_the_batch_and_keeps_the_connection(
+    fresh_influxdb: InfluxProc, mosquitto: MosquittoProc, mqtt_root: str, tmp_path: Path
+) -> None:
+    """Store down and spool full for several keepalive periods: the gateway stays
+    connected (its network thread still answers pings) while the broker queues, and
+    everything lands once the store is back."""
+    s = open_store(fresh_influxdb.store_url("full"))
+    await s.ensure_database()  # type: ignore[attr-defined]
+    cfg = settings(mqtt_root, tmp_path, "full", keepalive=2, max_spool_bytes=20_000)
+    gw = Gateway(SITES, s, SystemClock(), cfg)
+    task = await start(gw, mosquitto.url)
+    drops = 0
+
+    async def watch() -> None:
+        nonlocal drops
+        while True:
+            await asyncio.sleep(0.05)
+            if not gw.connected.is_set():
+                drops += 1
+                await gw.connected.wait()
+
+    watcher = asyncio.create_task(watch())
+    try:
+        fresh_influxdb.stop()
+        await asyncio.to_thread(publish, mosquitto.port, mqtt_root, range(1500))
+        async with asyncio.timeout(20):
+            while not gw.metrics.spool_full:
+                await asyncio.sleep(0.1)
+        await asyncio.sleep(7.0)  # over 3 keepalive periods with the spool full
+        assert drops == 0
+        assert gw.metrics.accepted < 1500  # it really held back
+        fresh_influxdb.start()
+        assert await wait_count(s, 1500, 60) == 1500
+        assert drops == 0
+    finally:
+        watcher.cancel()
+        await stop(task)
+        await s.close()
+
+
 async def test_broker_restart_reconnects_and_resumes(
     fresh_mosquitto: MosquittoProc, store: SeriesStore, mqtt_root: str, tmp_path: Path
 ) -> None:
