@@ -29,6 +29,7 @@ _PUBACK = struct.Struct("!BBH")
 
 # topic, payload, message id (None for QoS 0)
 FastHandler = Callable[[str, bytes, "int | None"], None]
+TickHandler = Callable[[], None]
 
 
 class BufferedSocket:
@@ -86,6 +87,21 @@ class FastClient(paho.Client):
     `on_fast_message`."""
 
     on_fast_message: FastHandler | None = None
+    # Called on the network thread at every turn of paho's loop (at least every `timeout`
+    # given to loop_forever): for work that must happen on time without another thread.
+    on_tick: TickHandler | None = None
+
+    def loop_misc(self) -> MQTTErrorCode:
+        rc = super().loop_misc()
+        tick = self.on_tick
+        if tick is not None:
+            try:
+                tick()
+            except Exception as err:
+                self._easy_log(paho.MQTT_LOG_ERR, "Caught exception in on_tick: %s", err)
+                if not self.suppress_exceptions:
+                    raise
+        return rc
 
     def _handle_publish(self) -> MQTTErrorCode:
         handler = self.on_fast_message

@@ -206,25 +206,24 @@ class Gateway:
                 mqtt.connect_async(
                     broker.host, broker.port, self.settings.keepalive, **self._connect_kw()
                 )
-                mqtt.loop_forever(retry_first_connection=True)
+                # The loop turns at least every half batch window, and sends a batch
+                # that has waited the window (on_tick): no second thread, no lock traffic.
+                mqtt.loop_forever(
+                    timeout=self.settings.batch_window / 2, retry_first_connection=True
+                )
             except BaseException as e:  # reported to the awaiting task
                 err = e
             loop.call_soon_threadsafe(_settle, done, err)
 
         thread = threading.Thread(target=network, name="gateway-mqtt", daemon=True)
-        flusher = threading.Thread(
-            target=self._flush_loop, args=(mqtt,), name="gateway-batches", daemon=True
-        )
         self._stopping.clear()
         thread.start()
-        flusher.start()
         try:
             async with asyncio.TaskGroup() as tg:
                 tg.create_task(self._writer.run(), name="gateway-writer")
                 tg.create_task(_watch(done), name="gateway-mqtt")
         finally:
             self._stopping.set()
-            await asyncio.to_thread(flusher.join, 5.0)
             with self._lock:
                 self._flush_locked(mqtt)
             mqtt.disconnect()
@@ -318,6 +317,7 @@ class Gateway:
         mqtt.on_disconnect = on_disconnect
         mqtt.on_message = on_message
         mqtt.on_fast_message = on_fast_message
+        mqtt.on_tick = lambda: self._flush_due(mqtt)
         return mqtt
 
     def _handle(self, mqtt: FastClient, topic: str, raw: bytes, mid: int | None) -> None:
@@ -373,14 +373,12 @@ class Gateway:
         if len(b.points) >= self.settings.batch_max:
             self._flush_locked(mqtt)
 
-    def _flush_loop(self, mqtt: FastClient) -> None:
+    def _flush_due(self, mqtt: FastClient) -> None:
         """Send a batch that has waited `batch_window`, even if no more messages come."""
-        window = self.settings.batch_window
-        while not self._stopping.wait(window / 2):
+        b = self._batch
+        if b.points and time.monotonic() - b.since >= self.settings.batch_window:
             with self._lock:
-                b = self._batch
-                if b.points and time.monotonic() - b.since >= window:
-                    self._flush_locked(mqtt)
+                self._flush_locked(mqtt)
 
     def _flush_locked(self, mqtt: FastClient) -> None:
         """Spool the batch's points (one write), then publish its events, one per kind.

