@@ -13,9 +13,20 @@ from grafana_foundation_sdk.cog.encoder import JSONEncoder
 from grafana_foundation_sdk.models import common, units
 from grafana_foundation_sdk.models import dashboard as dash_m
 
+from dashboards.alerts import alerts_dashboard
+from dashboards.common import DATASOURCE_UID, ZONE, datasource_variable, zone_variable
 from dashboards.demand import demand_dashboard
-from dashboards.influx import DATASOURCE_TYPE, Arith, Call, InfluxQLTarget, show_tag_values
-from kernel.schema import ZONE_DRIFT, ZONE_OCCUPANCY
+from dashboards.devices import devices_dashboard
+from dashboards.influx import (
+    DATASOURCE_TYPE,
+    Arith,
+    Call,
+    InfluxQLTarget,
+    show_tag_values,
+)
+from dashboards.inventory import inventory_dashboard
+from dashboards.seats import seats_dashboard
+from kernel.schema import ZONE_DRIFT, ZONE_OCCUPANCY, ZONE_TYPICAL
 from kernel.store.influxql import Agg, Query, TagEq
 
 __all__ = [
@@ -29,8 +40,6 @@ __all__ = [
     "to_json_text",
 ]
 
-DATASOURCE_UID: Final = "stackpulse-influx"
-"""The uid the provisioning file gives the InfluxDB data source."""
 OCCUPANCY_UID: Final = "stackpulse-occupancy"
 HEALTH_UID: Final = "stackpulse-counting-health"
 BUSY_PERCENT: Final = 80.0
@@ -53,10 +62,26 @@ def _zone_query(agg: Agg, *, over_time: bool) -> Query:
     return Query(
         ZONE_OCCUPANCY,
         (agg,),
-        where=(_SITE,),
+        where=(_SITE, ZONE),
         group_by_time="auto" if over_time else None,
         group_by_tags=("zone",),
     )
+
+
+def _summed(
+    ref_id: str, measurement: str, field: str, alias: str, *, by: tuple[str, ...] = ()
+) -> InfluxQLTarget:
+    """Per interval, the sum over zones of each zone's mean `field` (through a subquery)."""
+    where = (_SITE,) if by else (_SITE, ZONE)  # floors are whole: no zone filter
+    inner = Query(
+        measurement,
+        (Agg("mean", field, alias),),
+        where=where,
+        group_by_time="auto",
+        group_by_tags=("zone", *by),
+    )
+    outer = Query("per_zone", (Agg("sum", alias, alias),), group_by_time="auto", group_by_tags=by)
+    return InfluxQLTarget().ref_id(ref_id).datasource(_DS).select_nested(outer, inner)
 
 
 def _target(ref_id: str = "A") -> InfluxQLTarget:
@@ -214,13 +239,58 @@ def _free_seats_panel() -> timeseries.Panel:
 
 
 def _datasource_variable() -> dash_b.DatasourceVariable:
+    return datasource_variable()
+
+
+def _floor_panel() -> timeseries.Panel:
+    target = _summed("A", ZONE_OCCUPANCY, "occupancy", "occupancy", by=("floor",))
     return (
-        dash_b.DatasourceVariable("datasource")
-        .label("Data source")
-        .type(DATASOURCE_TYPE)
-        .current(
-            dash_m.VariableOption(selected=True, text="StackPulse InfluxDB", value=DATASOURCE_UID)
+        _over_time("Occupancy per floor", "People on each floor: the sum of its zones.")
+        .with_target(target.alias("floor $tag_floor"))
+        .unit(units.Short)
+        .decimals(0)
+        .thresholds(_plain_thresholds())
+        .span(12)
+    )
+
+
+def _today_vs_typical_panel() -> timeseries.Panel:
+    return (
+        _over_time(
+            "Today vs a typical day",
+            "People in the selected zones now, against what is usual at the same hour of the"
+            " same weekday (the occupancy service's weekly profile of the past weeks).",
         )
+        .with_target(_summed("A", ZONE_OCCUPANCY, "occupancy", "today").alias("today"))
+        .with_target(_summed("B", ZONE_TYPICAL, "typical", "typical").alias("typical"))
+        .override_by_name(
+            "typical",
+            [
+                dash_m.DynamicConfigValue(id_val="custom.lineStyle", value={"fill": "dash"}),
+                dash_m.DynamicConfigValue(
+                    id_val="color", value={"mode": "fixed", "fixedColor": "text"}
+                ),
+            ],
+        )
+        .unit(units.Short)
+        .decimals(0)
+        .thresholds(_plain_thresholds())
+        .span(12)
+    )
+
+
+def _last_week_panel() -> timeseries.Panel:
+    return (
+        _over_time(
+            "Same weekday last week",
+            "The selected zones' occupancy over the same hours seven days earlier.",
+        )
+        .with_target(_summed("A", ZONE_OCCUPANCY, "occupancy", "occupancy").alias("a week ago"))
+        .time_shift("7d")
+        .unit(units.Short)
+        .decimals(0)
+        .thresholds(_plain_thresholds())
+        .span(12)
     )
 
 
@@ -251,12 +321,17 @@ def occupancy_dashboard() -> dash_m.Dashboard:
         .refresh("10s")
         .with_variable(_datasource_variable())
         .with_variable(_site_variable())
+        .with_variable(zone_variable(ZONE_OCCUPANCY))
     )
     panels: list[PanelBuilder] = [
         _occupancy_panel(),
         _current_occupancy_panel(),
         _percent_panel(),
         _current_load_panel(),
+        _today_vs_typical_panel(),
+        _last_week_panel(),
+        _floor_panel(),
+        _drift_panel(by_zone_variable=True).span(12),
         _free_seats_panel(),
     ]
     for panel_id, panel in enumerate(panels, start=1):
@@ -265,8 +340,9 @@ def occupancy_dashboard() -> dash_m.Dashboard:
     return board.build()
 
 
-def _drift_panel() -> timeseries.Panel:
-    q = Query(ZONE_DRIFT, (Agg(None, "drift"),), where=(_SITE,), group_by_tags=("zone",))
+def _drift_panel(*, by_zone_variable: bool = False) -> timeseries.Panel:
+    where = (_SITE, ZONE) if by_zone_variable else (_SITE,)
+    q = Query(ZONE_DRIFT, (Agg(None, "drift"),), where=where, group_by_tags=("zone",))
     return (
         timeseries.Panel()
         .title("Nightly counting drift per zone")
@@ -332,8 +408,12 @@ def counting_health_dashboard() -> dash_m.Dashboard:
 
 DASHBOARDS: Final[dict[str, Callable[[], dash_m.Dashboard]]] = {
     "occupancy.json": occupancy_dashboard,
-    "counting-health.json": counting_health_dashboard,
+    "seats.json": seats_dashboard,
+    "inventory.json": inventory_dashboard,
     "demand.json": lambda: demand_dashboard(_datasource_variable()),
+    "alerts.json": alerts_dashboard,
+    "devices.json": devices_dashboard,
+    "counting-health.json": counting_health_dashboard,
 }
 """Generated file name -> the function that builds its dashboard."""
 

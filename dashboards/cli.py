@@ -1,22 +1,26 @@
-"""``python3 -m dashboards.cli build [--check] | push``: write, check or upload the dashboards."""
+"""``stackpulse dashboards build [--check] | push``: write, check or upload the dashboards."""
 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Final
+from typing import Final
 from urllib.parse import urlsplit
 
 from grafana_client.api import GrafanaApi
-from grafana_client.client import GrafanaClientError, GrafanaException
+from grafana_client.client import (
+    GrafanaException,
+    GrafanaTimeoutError,
+    GrafanaUnauthorizedError,
+)
 
 from dashboards.build import build_all
+from dashboards.push import Destination, push, push_payload
 
-__all__ = ["GENERATED_DIR", "check", "main", "push", "push_payload", "write"]
+__all__ = ["GENERATED_DIR", "check", "main", "push_payload", "write"]
 
 GENERATED_DIR: Final = Path(__file__).resolve().parent / "generated"
 DEFAULT_FOLDER_UID: Final = "stackpulse"
@@ -51,47 +55,18 @@ def check(out_dir: Path, built: Mapping[str, str]) -> list[str]:
     return problems
 
 
-def push_payload(dashboard_json: Mapping[str, Any], folder_uid: str | None) -> dict[str, Any]:
-    """The body of ``POST /api/dashboards/db``: overwrite whatever has the same uid."""
-    payload: dict[str, Any] = {
-        "dashboard": dict(dashboard_json),
-        "overwrite": True,
-        "message": "pushed by dashboards/cli.py",
-    }
-    if folder_uid:
-        payload["folderUid"] = folder_uid
-    return payload
-
-
-def push(
-    url: str,
-    token: str | None,
-    built: Mapping[str, str],
-    *,
-    folder_uid: str | None = DEFAULT_FOLDER_UID,
-    folder_title: str = DEFAULT_FOLDER_TITLE,
-    timeout: float = 10.0,
-) -> list[str]:
-    """Create the folder if needed and upload every dashboard; one line per dashboard."""
-    api = GrafanaApi.from_url(url, credential=token, timeout=timeout)
-    if folder_uid:
-        try:
-            api.folder.get_folder(folder_uid)
-        except GrafanaClientError as e:
-            if e.status_code != 404:
-                raise
-            api.folder.create_folder(folder_title, uid=folder_uid)
-    lines = []
-    for name, text in built.items():
-        result = api.dashboard.update_dashboard(push_payload(json.loads(text), folder_uid))
-        answer = result if isinstance(result, dict) else {}
-        lines.append(f"{name}: {answer.get('status', 'ok')} {answer.get('url', '')}".rstrip())
-    return lines
+def _influx_from_store(store: str | None) -> tuple[str | None, str | None]:
+    """`influxdb://host:port/db` (STACKPULSE_STORE) -> (http://host:port, db)."""
+    if not store or not store.startswith(("influxdb://", "influxdbs://")):
+        return None, None
+    parts = urlsplit(store)
+    scheme = "https" if parts.scheme == "influxdbs" else "http"
+    return f"{scheme}://{parts.netloc.rpartition('@')[2]}", parts.path.strip("/") or None
 
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python3 -m dashboards.cli", description="StackPulse Grafana dashboards as code."
+        prog="stackpulse dashboards", description="StackPulse Grafana dashboards as code."
     )
     sub = parser.add_subparsers(dest="command", required=True)
     build = sub.add_parser("build", help="write the dashboard JSON files")
@@ -99,49 +74,103 @@ def _parser() -> argparse.ArgumentParser:
     build.add_argument(
         "--check", action="store_true", help="write nothing; exit 1 if the files are stale"
     )
-    push = sub.add_parser("push", help="upload the dashboards through Grafana's HTTP API")
-    push.add_argument(
+    env = os.environ
+    store_url, store_db = _influx_from_store(env.get("STACKPULSE_STORE"))
+    push_p = sub.add_parser(
+        "push", help="create or update data source, folder and dashboards in a running Grafana"
+    )
+    push_p.add_argument(
+        "--grafana",
         "--url",
-        default=os.environ.get("STACKPULSE_GRAFANA_URL"),
+        dest="url",
+        default=env.get("STACKPULSE_GRAFANA_URL"),
         help="Grafana's URL, e.g. http://127.0.0.1:3000 (env STACKPULSE_GRAFANA_URL)",
     )
-    push.add_argument(
+    push_p.add_argument(
         "--token",
-        default=os.environ.get("STACKPULSE_GRAFANA_TOKEN"),
+        default=env.get("STACKPULSE_GRAFANA_TOKEN"),
         help="service account token (env STACKPULSE_GRAFANA_TOKEN; prefer it: argv is public)",
     )
-    push.add_argument("--folder-uid", default=DEFAULT_FOLDER_UID, help="'' for the General folder")
-    push.add_argument("--folder-title", default=DEFAULT_FOLDER_TITLE)
-    push.add_argument("--timeout", type=float, default=10.0, help="seconds per request")
+    push_p.add_argument(
+        "--influx-url",
+        default=env.get("STACKPULSE_INFLUX_URL") or store_url,
+        help="InfluxDB's HTTP API as Grafana reaches it, e.g. http://influxdb:8086"
+        " (env STACKPULSE_INFLUX_URL; default: host of STACKPULSE_STORE)",
+    )
+    push_p.add_argument(
+        "--influx-db",
+        default=env.get("STACKPULSE_INFLUX_DB") or store_db or "stackpulse",
+        help="the database (env STACKPULSE_INFLUX_DB; default: that of STACKPULSE_STORE)",
+    )
+    push_p.add_argument(
+        "--folder-uid", default=DEFAULT_FOLDER_UID, help="'' for the General folder"
+    )
+    push_p.add_argument("--folder-title", default=DEFAULT_FOLDER_TITLE)
+    push_p.add_argument("--timeout", type=float, default=10.0, help="seconds per request")
     return parser
 
 
+def _http_url(url: str | None) -> bool:
+    parts = urlsplit(url or "")
+    return parts.scheme in ("http", "https") and bool(parts.hostname)
+
+
+def _usage_error(args: argparse.Namespace) -> str | None:
+    if not _http_url(args.url):
+        return f"--grafana/STACKPULSE_GRAFANA_URL: need Grafana's http(s) URL, got {args.url!r}"
+    if not args.token and not urlsplit(args.url).username:
+        return "--token/STACKPULSE_GRAFANA_TOKEN: need a Grafana service account token"
+    if not _http_url(args.influx_url):
+        return (
+            "--influx-url/STACKPULSE_INFLUX_URL: need InfluxDB's http(s) URL as Grafana"
+            f" reaches it, got {args.influx_url!r}"
+        )
+    return None
+
+
 def _run_push(args: argparse.Namespace) -> int:
-    url = args.url
-    if not url or urlsplit(url).scheme not in ("http", "https") or not urlsplit(url).hostname:
-        print(
-            f"--url/STACKPULSE_GRAFANA_URL: need Grafana's http(s) URL, got {url!r}",
-            file=sys.stderr,
-        )
+    problem = _usage_error(args)
+    if problem:
+        print(problem, file=sys.stderr)
         return 2
+    url = args.url.rstrip("/")
+    where = f"Grafana at {urlsplit(url).scheme}://{urlsplit(url).netloc.rpartition('@')[2]}"
+    dest = Destination(args.influx_url, args.influx_db, args.folder_uid or None, args.folder_title)
     try:
-        lines = push(
-            url,
-            args.token or None,
-            build_all(),
-            folder_uid=args.folder_uid or None,
-            folder_title=args.folder_title,
-            timeout=args.timeout,
-        )
+        api = GrafanaApi.from_url(url, credential=args.token or None, timeout=args.timeout)
+        outcomes = push(api, build_all(), dest)
+    except GrafanaTimeoutError:
+        print(f"{where} is unreachable: no answer within {args.timeout:g} s", file=sys.stderr)
+        return 1
     except GrafanaException as e:
-        print(f"Grafana at {url} refused the push: {e.message}", file=sys.stderr)
+        if isinstance(e, GrafanaUnauthorizedError) or e.status_code in (401, 403):
+            print(
+                f"{where} refused the token ({e.status_code}): check --token/"
+                "STACKPULSE_GRAFANA_TOKEN (a service account token with the Admin role)",
+                file=sys.stderr,
+            )
+            return 2
+        print(
+            f"{where} refused the push ({e.status_code}): {_one_line(e.message)}", file=sys.stderr
+        )
         return 1
-    except OSError as e:  # the HTTP client's connection errors are OSErrors
-        print(f"Grafana at {url} is unreachable: {type(e).__name__}: {e}", file=sys.stderr)
+    except ValueError as e:  # an answer that is not JSON: not Grafana's API at that URL
+        print(
+            f"{where} does not answer like Grafana's HTTP API: {_one_line(str(e))}", file=sys.stderr
+        )
         return 1
-    for line in lines:
-        print(line)
+    except OSError as e:  # requests' connection errors are OSErrors
+        print(f"{where} is unreachable: {type(e).__name__}", file=sys.stderr)
+        return 1
+    for outcome in outcomes:
+        print(outcome)
+    changed = sum(o.action != "unchanged" for o in outcomes)
+    print(f"{changed} change(s) pushed to {where}" if changed else f"{where} was up to date")
     return 0
+
+
+def _one_line(text: object) -> str:
+    return " ".join(str(text).split())[:300]
 
 
 def main(argv: Sequence[str] | None = None) -> int:

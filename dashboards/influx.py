@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Final, Literal, Self, TypeAlias
@@ -14,7 +14,7 @@ from grafana_foundation_sdk.cog import runtime as cogruntime
 from grafana_foundation_sdk.cog import variants as cogvariants
 from grafana_foundation_sdk.models.dashboard import DataSourceRef
 
-from kernel.store.influxql import AGG_FUNCS, Agg, Query, quote_ident, render
+from kernel.store.influxql import AGG_FUNCS, Agg, Query, TagEq, quote_ident, quote_string, render
 
 __all__ = [
     "DATASOURCE_TYPE",
@@ -26,6 +26,7 @@ __all__ = [
     "expand_macros",
     "panel_queries",
     "render_computed",
+    "render_nested",
     "show_tag_values",
     "variable_queries",
     "variant_config",
@@ -109,9 +110,36 @@ def render_computed(q: Query, expr: Arith, alias: str, *, grafana: bool = True) 
     return f"SELECT {inner} AS {quote_ident(alias)} FROM {text[len(head) :]}"
 
 
-def show_tag_values(measurement: str, key: str) -> str:
+def render_nested(outer: Query, inner: Query, *, inner_text: str | None = None) -> str:
+    """``outer`` selecting FROM the subquery ``inner`` instead of a measurement.
+
+    InfluxQL aggregates across series only through a subquery: the inner query reduces
+    each series per interval (say each zone's mean occupancy), the outer one sums those
+    (the floor's). ``outer.measurement`` is a placeholder; both parts keep ``$timeFilter``
+    because InfluxDB bounds the outer query by its own WHERE only. ``inner_text`` replaces
+    the inner statement's text when it has a computed select (render_computed).
+    """
+    text = render(outer, grafana=True)
+    placeholder = f"FROM {quote_ident(outer.measurement)}"
+    if text.count(placeholder) != 1:
+        raise RuntimeError(f"kernel.store.influxql renders FROM differently now: {text!r}")
+    sub = inner_text if inner_text is not None else render(inner, grafana=True)
+    return text.replace(placeholder, f"FROM ({sub})")
+
+
+def show_tag_values(measurement: str, key: str, where: tuple[TagEq, ...] = ()) -> str:
     """``SHOW TAG VALUES`` of one tag key: a template variable's options."""
-    return f"SHOW TAG VALUES FROM {quote_ident(measurement)} WITH KEY = {quote_ident(key)}"
+    text = f"SHOW TAG VALUES FROM {quote_ident(measurement)} WITH KEY = {quote_ident(key)}"
+    if where:
+        text += " WHERE " + " AND ".join(_tag_condition(c) for c in where)
+    return text
+
+
+def _tag_condition(cond: TagEq) -> str:
+    """A WHERE condition as kernel.store.influxql writes it (SHOW has no typed builder)."""
+    if cond.variable:
+        return f"{quote_ident(cond.key)} =~ /^{cond.value}$/"
+    return f"{quote_ident(cond.key)} = {quote_string(cond.value)}"
 
 
 class InfluxQLQuery(cogvariants.Dataquery):
@@ -196,6 +224,11 @@ class InfluxQLTarget(cogbuilder.Builder[InfluxQLQuery]):
         self._internal.query = render_computed(q, expr, alias)
         return self
 
+    def select_nested(self, outer: Query, inner: Query, *, inner_text: str | None = None) -> Self:
+        """Like select(), aggregating across series through a subquery (render_nested)."""
+        self._internal.query = render_nested(outer, inner, inner_text=inner_text)
+        return self
+
     def alias(self, alias: str) -> Self:
         """Series name in the legend; ``$tag_zone`` names it by its zone tag."""
         self._internal.alias = alias
@@ -245,13 +278,15 @@ def expand_macros(
     start: datetime,
     end: datetime,
     interval: str,
-    variables: Mapping[str, str] | None = None,
+    variables: Mapping[str, str | Sequence[str]] | None = None,
 ) -> str:
     """The query as Grafana's InfluxDB data source sends it, for one absolute time range.
 
     ``$timeFilter`` becomes ``time >= <ms>ms and time <= <ms>ms``; ``$__interval`` and
     ``$interval`` the given interval; ``$name``/``${name}``/``[[name]]`` a variable's
-    value, regex-escaped, since our queries only match variables with ``=~ /^$name$/``.
+    value, regex-escaped, since our queries only match variables with ``=~ /^$name$/``;
+    a multi-value (or "All") variable given as a list becomes ``(a|b)``, as Grafana's
+    InfluxDB data source formats it.
     """
     if start.utcoffset() is None or end.utcoffset() is None:
         raise ValueError("the time range needs time zones")
@@ -259,7 +294,10 @@ def expand_macros(
     out = text.replace("$timeFilter", f"time >= {frm}ms and time <= {to}ms")
     out = out.replace("$__interval", interval).replace("$interval", interval)
     for name, value in (variables or {}).items():
-        escaped = _REGEX_SPECIAL.sub(r"\\\1", value)
+        if isinstance(value, str):
+            escaped = _REGEX_SPECIAL.sub(r"\\\1", value)
+        else:
+            escaped = "(" + "|".join(_REGEX_SPECIAL.sub(r"\\\1", v) for v in value) + ")"
         pattern = rf"\$\{{{re.escape(name)}\}}|\[\[{re.escape(name)}\]\]|\${re.escape(name)}\b"
         out = re.sub(pattern, escaped.replace("\\", "\\\\"), out)
     return out

@@ -21,6 +21,10 @@ CIRC = "circ"
 DEVICE_STATUS = "device_status"
 ZONE_OCCUPANCY = "zone_occupancy"
 ZONE_DRIFT = "zone_drift"
+ZONE_TYPICAL = "zone_typical"
+ALERT_TRANSITION = "alert_transition"
+DEAD_LETTERS = "dead_letters"
+FINDING_CLOSED = "finding_closed"
 
 _NS_PER_MS = 1_000_000
 
@@ -202,6 +206,78 @@ def drift_point(site: str, zone: str, floor: int, *, drift: int, shown: int, ts:
         {"site": site, "zone": zone, "floor": str(floor)},
         {"drift": drift, "abs_drift": abs(drift), "shown": shown},
         to_ns(ts),
+    )
+
+
+def typical_point(site: str, zone: str, floor: int, *, typical: float, ts: datetime) -> Point:
+    """What is usual in a zone at `ts`: the weekly profile's mean for that hour of the week.
+
+    Written by the occupancy service's forecaster next to each zone_occupancy snapshot,
+    so a dashboard draws "today" and "a typical <weekday>" on the same time axis.
+    """
+    return Point(
+        ZONE_TYPICAL,
+        {"site": site, "zone": zone, "floor": str(floor)},
+        {"typical": float(typical)},
+        to_ns(ts),
+    )
+
+
+def alert_point(
+    site: str,
+    rule: str,
+    severity: str,
+    kind: str,
+    *,
+    open_count: int,
+    ts: datetime,
+    seq: int = 0,
+    seconds_to_ack: float | None = None,
+    seconds_to_clear: float | None = None,
+) -> Point:
+    """One alert transition (`kind`: opened | acked | cleared | escalated | renotified).
+
+    `open_count`: alerts of this site, rule and severity still active after it.
+    `seconds_to_ack` (acked) and `seconds_to_clear` (cleared) count from the opening.
+    `seq` (a counter of the writer's) keeps transitions of one millisecond apart.
+    """
+    fields: dict[str, float | int | str | bool] = {"open_count": open_count, "count": 1}
+    if seconds_to_ack is not None:
+        fields["seconds_to_ack"] = float(seconds_to_ack)
+    if seconds_to_clear is not None:
+        fields["seconds_to_clear"] = float(seconds_to_clear)
+    return Point(
+        ALERT_TRANSITION,
+        {"site": site, "rule": rule, "severity": severity, "kind": kind},
+        fields,
+        capture_ns(ts, seq),
+    )
+
+
+def dead_letter_point(
+    site: str | None, kind: str | None, reason: str, *, count: int, ts: datetime
+) -> Point:
+    """Messages dead-lettered for `reason` in the minute ending at `ts` (count > 0 only).
+
+    `site`/`kind` are those parsed from the topic, `_unknown` when none parses.
+    """
+    return Point(
+        DEAD_LETTERS,
+        {"site": site or "_unknown", "kind": kind or "_unknown", "reason": reason},
+        {"count": count},
+        to_ns(ts),
+    )
+
+
+def finding_closed_point(
+    site: str, finding: str, *, opened_at: datetime, closed_at: datetime, seq: int = 0
+) -> Point:
+    """An inventory finding (misplaced | missing | reshelving) closed: how long it was open."""
+    return Point(
+        FINDING_CLOSED,
+        {"site": site, "finding": finding},
+        {"seconds_open": (closed_at - opened_at).total_seconds(), "count": 1},
+        capture_ns(closed_at, seq),
     )
 
 

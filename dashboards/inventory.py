@@ -1,0 +1,210 @@
+"""The "StackPulse — Inventory" dashboard: misplaced and missing items, reshelving, sweeps.
+
+Counts come from the inventory service's `inventory` points (one per site and minute:
+the lengths of the lists it serves); time-to-fix from `finding_closed` (one per finding
+closed, with how long it was open); sweeps' coverage from the gateway's raw `shelf`
+points (one per section and sweep part), so it shows what the readers really covered.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+from grafana_foundation_sdk.builders import common as common_b
+from grafana_foundation_sdk.builders import dashboard as dash_b
+from grafana_foundation_sdk.builders import stat, table
+from grafana_foundation_sdk.models import common, units
+from grafana_foundation_sdk.models import dashboard as dash_m
+
+from dashboards.common import (
+    DS,
+    SITE,
+    PanelBuilder,
+    board,
+    datasource_variable,
+    hide_columns,
+    last_value,
+    over_time,
+    plain_thresholds,
+    site_variable,
+    target,
+)
+from kernel.schema import FINDING_CLOSED, SHELF
+from kernel.store.influxql import Agg, Query
+from services.inventory.service import INVENTORY_MEASUREMENT
+
+__all__ = ["INVENTORY_UID", "inventory_dashboard"]
+
+INVENTORY_UID: Final = "stackpulse-inventory"
+LISTS: Final = ("misplaced", "missing", "reshelving", "tasks")
+# A reader sweeps all its sections every 15 minutes or so; finer buckets would split sweeps.
+SWEEP_INTERVAL: Final = "15m"
+# Findings close a few times an hour; finer buckets would be mostly empty.
+FIX_INTERVAL: Final = "1h"
+
+
+def _counts(*names: str) -> Query:
+    return Query(
+        INVENTORY_MEASUREMENT,
+        tuple(Agg("last", n, n) for n in names),
+        where=(SITE,),
+        group_by_time="auto",
+    )
+
+
+def _misplaced_missing_panel() -> PanelBuilder:
+    return (
+        over_time(
+            "Misplaced and missing over time",
+            "Items on a shelf section that is not theirs, and items not heard where they"
+            " belong for longer than the missing limit: the lengths of the staff lists.",
+        )
+        .with_target(target().select(_counts("misplaced", "missing")))
+        .unit(units.Short)
+        .decimals(0)
+        .span(16)
+    )
+
+
+def _open_now_panel() -> PanelBuilder:
+    q = Query(INVENTORY_MEASUREMENT, tuple(Agg("last", n, n) for n in LISTS), where=(SITE,))
+    return (
+        stat.Panel()
+        .title("Open now")
+        .description("Items on each staff list at the latest count.")
+        .datasource(DS)
+        .with_target(target().select(q))
+        .reduce_options(last_value())
+        .unit(units.Short)
+        .decimals(0)
+        .thresholds(plain_thresholds())
+        .color_mode(common.BigValueColorMode.VALUE)
+        .graph_mode(common.BigValueGraphMode.NONE)
+        .text_mode(common.BigValueTextMode.VALUE_AND_NAME)
+        .orientation(common.VizOrientation.AUTO)
+        .height(9)
+        .span(8)
+    )
+
+
+def _backlog_panel() -> PanelBuilder:
+    return (
+        over_time(
+            "Reshelving backlog",
+            "Items checked in and not yet heard back on their shelf (reshelving), and the"
+            " staff's open tasks (fetch a misplaced item, look for a missing one).",
+        )
+        .with_target(target().select(_counts("reshelving", "tasks")))
+        .unit(units.Short)
+        .decimals(0)
+        .span(12)
+    )
+
+
+def _time_to_fix_panel() -> PanelBuilder:
+    q = Query(
+        FINDING_CLOSED,
+        (Agg("mean", "seconds_open"),),
+        where=(SITE,),
+        group_by_time="auto",
+        group_by_tags=("finding",),
+    )
+    return (
+        over_time(
+            "Time to fix",
+            "How long the findings closed in each interval had been open: a misplaced item"
+            " until it is back in its section, a missing one until it is heard again, a"
+            " returned one until it is back on its shelf.",
+            interval=FIX_INTERVAL,
+        )
+        .with_target(target(alias="$tag_finding").select(q))
+        .draw_style(common.GraphDrawStyle.POINTS)
+        .point_size(6)
+        .unit(units.DurationSeconds)
+        .span(12)
+    )
+
+
+def _fix_table_panel() -> PanelBuilder:
+    q = Query(
+        FINDING_CLOSED,
+        (
+            Agg("sum", "count", "fixed"),
+            Agg("mean", "seconds_open", "mean"),
+            Agg("max", "seconds_open", "longest"),
+        ),
+        where=(SITE,),
+        group_by_tags=("finding",),
+    )
+    seconds = [dash_m.DynamicConfigValue(id_val="unit", value=units.DurationSeconds)]
+    return (
+        table.Panel()
+        .title("Fixed in the time range")
+        .description("Findings closed per kind, with their mean and longest time open.")
+        .datasource(DS)
+        .with_target(target().select(q).result_format("table"))
+        .with_transformation(hide_columns("Time"))
+        .sort_by([common_b.TableSortByFieldState().display_name("fixed").desc(True)])
+        .override_by_name("mean", seconds)
+        .override_by_name("longest", seconds)
+        .thresholds(plain_thresholds())
+        .height(8)
+        .span(10)
+    )
+
+
+def _coverage_panel() -> PanelBuilder:
+    inner = Query(
+        SHELF,
+        (Agg("last", "item_count", "n"),),
+        where=(SITE,),
+        group_by_time="auto",
+        group_by_tags=("device", "section"),
+    )
+    outer = Query(
+        "per_section",
+        (Agg("count", "n", "sections"),),
+        group_by_time="auto",
+        group_by_tags=("device",),
+    )
+    return (
+        over_time(
+            "Sweeps' coverage: sections read per reader",
+            "Shelf sections each RFID reader reported in each interval. A reader whose line"
+            " drops below its number of sections is skipping antennas; a gap is a reader"
+            " that stopped sweeping.",
+            interval=SWEEP_INTERVAL,
+        )
+        .with_target(target(alias="$tag_device").select_nested(outer, inner))
+        .draw_style(common.GraphDrawStyle.BARS)
+        .stacking(common_b.StackingConfig().mode(common.StackingMode.NORMAL))
+        .fill_opacity(70)
+        .unit(units.Short)
+        .decimals(0)
+        .span(14)
+    )
+
+
+def inventory_dashboard() -> dash_m.Dashboard:
+    """What is out of place at one site, how fast it is put right, and the readers' reach."""
+    builder = (
+        dash_b.Dashboard("StackPulse — Inventory")
+        .uid(INVENTORY_UID)
+        .description("Misplaced and missing items, reshelving backlog, time to fix, sweeps.")
+        .tags(["stackpulse", "inventory"])
+        .readonly()  # edits belong in dashboards/inventory.py; the JSON is generated
+        .timezone("browser")
+        .time("now-7d", "now")
+        .refresh("1m")
+        .with_variable(datasource_variable())
+        .with_variable(site_variable(INVENTORY_MEASUREMENT))
+    )
+    panels = [
+        _misplaced_missing_panel(),
+        _open_now_panel(),
+        _backlog_panel(),
+        _time_to_fix_panel(),
+        _coverage_panel(),
+        _fix_table_panel(),
+    ]
+    return board(builder, panels)
