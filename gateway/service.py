@@ -20,9 +20,10 @@ import os
 import tempfile
 import threading
 import time
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -40,9 +41,10 @@ from gateway.writer import SpoolWriter
 from kernel.bus import BrokerAddress
 from kernel.clock import Clock
 from kernel.models import format_ts
+from kernel.schema import dead_letter_point
 from kernel.settings import SettingsError
 from kernel.store.base import LineStore, Point, SeriesStore
-from kernel.topics import Channel, device_subscriptions, event_batch_topic, event_topic
+from kernel.topics import Channel, Kind, device_subscriptions, event_batch_topic, event_topic
 
 log = logging.getLogger("stackpulse.gateway")
 
@@ -179,6 +181,9 @@ class Gateway:
         self._early: set[int] = set()  # PUBACKs that came before their mid was noted
         self._connection = 0  # counts connections: mids are only valid within one
         self._spool_full_since: float | None = None  # the spool is full since then
+        # Dead letters of the current minute per (site, kind, reason), stored per minute.
+        self._dead: Counter[tuple[str | None, str | None, str]] = Counter()
+        self._dead_minute = datetime.min
         self._received_ms: datetime | None = None
         self._received_text = ""
         self.metrics.spool_bytes = lambda: self._spool.bytes
@@ -337,6 +342,7 @@ class Gateway:
             return
         if not isinstance(result, Accepted):
             m.dead_lettered[result.reason] += 1
+            self._count_dead_letter(result.site, result.kind, result.reason, now)
             if self._limiter.allow((result.site, result.device, result.reason)):
                 log.warning("dead letter (%s) on %s: %s", result.reason, topic[:200], result.detail)
             self._publish(mqtt, result.dead_letter, result.body, [mid], retain=False)
@@ -373,8 +379,43 @@ class Gateway:
         if len(b.points) >= self.settings.batch_max:
             self._flush_locked(mqtt)
 
+    def _count_dead_letter(
+        self, site: str | None, kind: str | None, reason: str, now: datetime
+    ) -> None:
+        """Count it for the store's per-minute dead_letters (batch lock held).
+
+        Only known sites and kinds become tags: a topic is the sender's to choose, and
+        tag values from it would grow the series without bound.
+        """
+        self._store_dead_letters(now)
+        site = site if site in self._sites else None
+        kind = kind if kind in _KINDS else None
+        self._dead[(site, kind, reason)] += 1
+
+    def _store_dead_letters(self, now: datetime) -> None:
+        minute = now.replace(second=0, microsecond=0)
+        if minute == self._dead_minute:
+            return
+        if self._dead:
+            end = self._dead_minute + timedelta(minutes=1)
+            for (site, kind, reason), n in self._dead.items():
+                self._add_point(dead_letter_point(site, kind, reason, count=n, ts=end))
+            self._dead.clear()
+        self._dead_minute = minute
+
+    def _add_point(self, point: Point) -> None:
+        b = self._batch
+        if not b.points:
+            b.since = time.monotonic()
+            b.connection = self._connection
+        b.points.append(point)
+        b.lines.append(None)
+
     def _flush_due(self, mqtt: FastClient) -> None:
         """Send a batch that has waited `batch_window`, even if no more messages come."""
+        if self._dead:
+            with self._lock:
+                self._store_dead_letters(self._clock.now())
         b = self._batch
         if b.points and time.monotonic() - b.since >= self.settings.batch_window:
             with self._lock:
@@ -458,6 +499,9 @@ class Gateway:
                 return
             self._early.discard(info.mid)
         _ack(mqtt, mids)
+
+
+_KINDS = frozenset(k.value for k in Kind)
 
 
 def _ack(mqtt: FastClient, mids: Sequence[int | None]) -> None:

@@ -61,14 +61,25 @@ def seat_body(seq: int, presence: str = "person", ts: datetime | None = None) ->
     return json.dumps({"ts": when, "boot": 1, "seq": seq, "presence": presence}).encode()
 
 
+class ShiftedClock:
+    """The system clock, moved on by hand (to cross a minute boundary at once)."""
+
+    def __init__(self) -> None:
+        self.shift = timedelta(0)
+
+    def now(self) -> datetime:
+        return datetime.now(UTC) + self.shift
+
+
 async def test_gateway_accepts_dedups_and_dead_letters(
     mosquitto: object, mqtt_root: str, store: SeriesStore, tmp_path: Path
 ) -> None:
     broker = parse_broker_url(mosquitto.url)  # type: ignore[attr-defined]
+    clock = ShiftedClock()
     gw = Gateway(
         index_sites([LAYOUT]),
         store,
-        SystemClock(),
+        clock,
         GatewaySettings(
             root=mqtt_root,
             client_id=f"gw-{mqtt_root}",
@@ -137,6 +148,18 @@ async def test_gateway_accepts_dedups_and_dead_letters(
         assert await _count(store, "seat") == valid  # the duplicates were not written
         assert gw.metrics.duplicates == 50
         assert sum(gw.metrics.dead_lettered.values()) == len(bad)
+        # Per minute, the store gets the dead letters counted by site, kind and reason.
+        clock.shift = timedelta(minutes=1)
+        want = {("main", "seat", "unknown_device"): 1, ("main", "seat", "bad_topic"): 1}
+        want |= {("main", "seat", "bad_json"): 1, ("main", "seat", "too_large"): 1}
+        want |= {("main", "gate", "invalid"): 1, ("main", "seat", "invalid"): 1}
+        got: dict[tuple[str, str, str], int] = {}
+        q = 'SELECT sum("count") FROM "dead_letters" GROUP BY "site", "kind", "reason"'
+        async with asyncio.timeout(20):
+            while got != want:
+                await asyncio.sleep(0.2)
+                rows = await store.raw_query(q)
+                got = {(r["site"], r["kind"], r["reason"]): int(r["sum"]) for r in rows}
     finally:
         runner.cancel()
         with pytest.raises(asyncio.CancelledError):
