@@ -61,14 +61,15 @@ def seat_body(seq: int, presence: str = "person", ts: datetime | None = None) ->
     return json.dumps({"ts": when, "boot": 1, "seq": seq, "presence": presence}).encode()
 
 
-class ShiftedClock:
+class ShiftedClock(SystemClock):
     """The system clock, moved on by hand (to cross a minute boundary at once)."""
 
     def __init__(self) -> None:
+        super().__init__()
         self.shift = timedelta(0)
 
     def now(self) -> datetime:
-        return datetime.now(UTC) + self.shift
+        return super().now() + self.shift
 
 
 async def test_gateway_accepts_dedups_and_dead_letters(
