@@ -1,4 +1,4 @@
-"""The state database (users, checkpoints; later alerts) over SQLAlchemy: SQLite or PostgreSQL."""
+"""The state database (users, checkpoints, alerts) over SQLAlchemy: SQLite or PostgreSQL."""
 
 from __future__ import annotations
 
@@ -12,9 +12,14 @@ from typing import Any
 from urllib.parse import unquote
 
 from sqlalchemy import (
+    BigInteger,
+    Boolean,
     Column,
     DateTime,
     Engine,
+    ForeignKey,
+    Index,
+    Integer,
     LargeBinary,
     MetaData,
     String,
@@ -55,6 +60,84 @@ checkpoints = Table(
     Column("name", String(200), primary_key=True),
     Column("body", LargeBinary, nullable=False),
     Column("saved_at", DateTime(timezone=True), nullable=False),
+)
+
+# -- alerts (services/alerts/store.py reads and writes these)
+
+# SQLite autoincrements only an INTEGER PRIMARY KEY; PostgreSQL gets a 64-bit identity.
+_Serial = BigInteger().with_variant(Integer(), "sqlite")
+
+alerts = Table(
+    "alerts",
+    metadata,
+    Column("id", String(32), primary_key=True),  # uuid4 hex
+    Column("rule", String(64), nullable=False),
+    Column("site", String(32), nullable=False),
+    Column("subject", String(200), nullable=False),
+    Column("severity", String(16), nullable=False),
+    Column("state", String(16), nullable=False),
+    Column("message", Text, nullable=False),
+    Column("opened_at", DateTime(timezone=True), nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+    Column("last_seen_at", DateTime(timezone=True), nullable=False),
+    Column("repeats", Integer, nullable=False),
+    Column("acked_by", String(64)),
+    Column("acked_at", DateTime(timezone=True)),
+    Column("cleared_by", String(64)),
+    Column("cleared_at", DateTime(timezone=True)),
+    Column("escalations", Integer, nullable=False),
+    Column("detail", Text, nullable=False),  # JSON object
+    # When the next escalation or re-notification is due; NULL unless active and unacked.
+    Column("next_notify_at", DateTime(timezone=True)),
+    Index("alerts_site_state", "site", "state"),
+    Index("alerts_due", "next_notify_at"),
+)
+
+# The open condition of each (rule, site, subject): its primary key is what makes "one
+# active alert per key" a fact of the database rather than of one process's memory.
+alert_keys = Table(
+    "alert_keys",
+    metadata,
+    Column("rule", String(64), primary_key=True),
+    Column("site", String(32), primary_key=True),
+    Column("subject", String(200), primary_key=True),
+    Column("alert_id", String(32), ForeignKey("alerts.id"), nullable=False),
+    # True: the alert was cleared by hand while the condition still held; no new alert
+    # opens for the key until the condition has been seen to end.
+    Column("latched", Boolean, nullable=False),
+)
+
+alert_history = Table(
+    "alert_history",
+    metadata,
+    Column("id", _Serial, primary_key=True, autoincrement=True),  # the live pages' cursor
+    Column("alert_id", String(32), ForeignKey("alerts.id"), nullable=False),
+    Column("site", String(32), nullable=False),
+    Column("kind", String(16), nullable=False),
+    Column("at", DateTime(timezone=True), nullable=False),
+    Column("by", String(64)),
+    Column("before", String(16)),
+    Column("after", String(16), nullable=False),
+    Column("alert", Text, nullable=False),  # JSON of the alert after the transition
+    Index("alert_history_alert", "alert_id", "id"),
+    Index("alert_history_site", "site", "id"),
+)
+
+# Notifications waiting to be sent, written in the transaction that caused them.
+outbox = Table(
+    "outbox",
+    metadata,
+    Column("id", _Serial, primary_key=True, autoincrement=True),
+    Column("channel", String(32), nullable=False),
+    Column("target", String(1000), nullable=False),
+    Column("body", LargeBinary, nullable=False),
+    Column("alert_id", String(32)),
+    Column("attempts", Integer, nullable=False),
+    Column("next_at", DateTime(timezone=True), nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("delivered_at", DateTime(timezone=True)),
+    Column("last_error", Text),
+    Index("outbox_due", "delivered_at", "next_at"),
 )
 
 CONNECT_TIMEOUT_S = 5
