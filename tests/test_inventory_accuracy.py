@@ -12,6 +12,8 @@ import random
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
+import pytest
+
 from kernel.catalog import CatalogItem
 from kernel.models import CircData, ShelfData, parse_payload
 from kernel.topics import Channel, Kind
@@ -63,6 +65,10 @@ class Score:
     fn: int = 0
     opened: int = 0  # findings the logic opened over the run
     opened_true: int = 0  # ... of which the truth agreed at the time
+    # Findings opened again for an item still in the very place it was in when its
+    # previous finding closed: one fact told twice (the close was wrong).
+    reopened: int = 0
+    closed_at: dict[str, str] = field(default_factory=dict)  # item -> true place at close
     examples: list[str] = field(default_factory=list)
 
     def add(self, said: set[str], truth: set[str], where: str) -> None:
@@ -80,6 +86,11 @@ class Score:
     @property
     def recall(self) -> float:
         return self.tp / (self.tp + self.fn) if self.tp + self.fn else 1.0
+
+    @property
+    def per_alert(self) -> float:
+        """Of the findings opened, the share that were true when opened."""
+        return self.opened_true / self.opened if self.opened else 1.0
 
 
 @dataclass
@@ -171,32 +182,49 @@ def evaluate(days: float = 3.0, seed: int = 11, settings: InventorySettings | No
 
 
 def _tally(changes: list[Change], model: LibraryModel, scores: dict[str, Score]) -> None:
-    """Count the findings opened, and whether the truth agreed at that moment."""
-    opened = [c for c in changes if c.state == "opened" and c.finding.value in scores]
-    if not opened:
+    """Count the findings opened, whether the truth agreed at that moment, and reopenings."""
+    mine = [c for c in changes if c.finding.value in scores]
+    if not mine:
         return
     truth = model.truth()
-    for c in opened:
-        score = scores[c.finding.value]
+    for c in mine:
+        score, place = scores[c.finding.value], truth.items.get(c.item, "")
+        if c.state == "closed":
+            score.closed_at[c.item] = place
+            continue
         score.opened += 1
+        score.reopened += score.closed_at.pop(c.item, None) == place
         if c.finding is Finding.MISSING:
-            score.opened_true += truth.items.get(c.item) == REMOVED
+            score.opened_true += place == REMOVED
         else:
             score.opened_true += c.item in truth.misplaced
 
 
-def test_misplaced_and_missing_match_the_truth_despite_missed_and_cross_reads() -> None:
-    run = evaluate()
+def report(run: Run, label: str = "") -> None:
     for name, s in (("misplaced", run.misplaced), ("missing", run.missing)):
         print(
-            f"\n{name}: precision {s.precision:.4f} recall {s.recall:.4f} "
+            f"\n{label}{name}: precision {s.precision:.4f} recall {s.recall:.4f} "
             f"(tp {s.tp}, fp {s.fp}, fn {s.fn} item-checks); "
-            f"{s.opened} opened, {s.opened_true} of them true when opened"
+            f"{s.opened} opened, {s.opened_true} of them true when opened "
+            f"(per-alert precision {s.per_alert:.3f}), {s.reopened} reopened"
         )
-    print(f"false 'use' signals: {run.uses} in {run.item_sweeps} item-sweeps")
+    print(f"{label}false 'use' signals: {run.uses} in {run.item_sweeps} item-sweeps")
+
+
+def test_misplaced_and_missing_match_the_truth_despite_missed_and_cross_reads() -> None:
+    run = evaluate()
+    report(run)
     assert run.misplaced.tp > 10_000 and run.missing.tp > 3_000  # enough to measure
     assert run.misplaced.precision >= 0.99 and run.misplaced.recall >= 0.99
     assert run.missing.precision >= 0.99 and run.missing.recall >= 0.99
+    # Per alert: what staff are sent. Closing on one sweep home reopened 30 of 349 (a
+    # stray home read while the wrong shelf missed it); closing takes confirm_sweeps now.
+    assert run.misplaced.opened > 300 and run.misplaced.per_alert >= 0.99
+    assert run.misplaced.reopened <= 3
+    # Missing at the issue's 3 sweeps: about half the alerts are a 5% missed read three
+    # times over for one of 1,600 items (each clears the next sweep). Kept, and printed;
+    # the README gives the figures for 4 and 5 sweeps (test below).
+    assert run.missing.per_alert >= 0.4 and run.missing.reopened <= 3
     # Two absences in a row before a "use": about p² = 0.25% of item-sweeps, not p = 5%.
     assert run.uses < 0.005 * run.item_sweeps
 
@@ -226,3 +254,12 @@ def test_the_removal_fault_takes_books_off_the_shelves_for_good_and_is_off_by_de
     gone = {i for i, w in truth.items() if w == REMOVED}
     assert 5 <= len(gone) <= 50  # 1600 items x 0.05 a day x 6 h: 20 expected
     assert len(heard) > 1000 and not heard & gone
+
+
+@pytest.mark.parametrize("sweeps", [4, 5])
+def test_more_missing_sweeps_cut_false_missing_alerts(sweeps: int) -> None:
+    """The figures behind the README's advice: 4-5 sweeps for fewer false missing alerts."""
+    run = evaluate(settings=InventorySettings(missing_sweeps=sweeps))
+    report(run, f"missing_sweeps={sweeps}: ")
+    assert run.missing.precision >= 0.99 and run.missing.recall >= 0.99
+    assert run.missing.per_alert >= (0.8 if sweeps == 4 else 0.9)

@@ -274,3 +274,80 @@ async def test_the_staff_page_is_served_with_no_data_in_it(
     schema = (await http.get("/openapi.json")).json()
     for route in ROUTES:
         assert f"/api/v1/sites/{{site}}/{route}" in schema["paths"], route
+
+
+# -- demand: managers only ---------------------------------------------------------------
+
+
+def demand_row(title: str, score: float) -> dict[str, Any]:
+    return {
+        "title": title,
+        "call_number": "QA76.73 .P98 2001",
+        "call_class": "QA76",
+        "copies": 2,
+        "score": score,
+        "signals": {"use": 1, "checkout": 2, "checkin": 1, "renew": 0, "hold": 4},
+        "suggest_purchase": score > 5,
+        "reason": "4 holds on 2 copies (2 per copy, threshold 2)" if score > 5 else None,
+    }
+
+
+def demand_doc(site: str, items: list[dict[str, Any]]) -> bytes:
+    return json.dumps({"site": site, "updated_at": "2026-11-24T09:20:01Z", "items": items}).encode()
+
+
+def demand_view() -> InventoryView:
+    view = fed_view()
+    ranked = [demand_row("Python", 8.5), demand_row("Rust", 3.0), demand_row("Go", 1.0)]
+    view.apply(
+        state_topic(ROOT, "main", "inventory", "demand", "ranked"), demand_doc("main", ranked)
+    )
+    classes = [
+        {
+            "call_class": "QA76",
+            "copies": 40,
+            "titles": 3,
+            "score": 25.0,
+            "per_copy": 0.625,
+            "signals": {"use": 3, "checkout": 6, "checkin": 3, "renew": 0, "hold": 12},
+        }
+    ]
+    view.apply(
+        state_topic(ROOT, "main", "inventory", "demand", "classes"), demand_doc("main", classes)
+    )
+    # Not ours: a wrong site in the payload, an unknown name, garbage.
+    view.apply(state_topic(ROOT, "law", "inventory", "demand", "ranked"), demand_doc("main", []))
+    view.apply(state_topic(ROOT, "main", "inventory", "demand", "other"), b"{}")
+    view.apply(state_topic(ROOT, "law", "inventory", "demand", "classes"), b"{not json")
+    return view
+
+
+async def test_demand_is_for_managers_of_the_site_ranked_and_limited() -> None:
+    auth = staff_auth()
+    app = build_app(OccupancyView(ROOT), [MAIN, LAW], inventory=demand_view(), auth=auth)
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://test") as http:
+        for route in ("demand", "demand/classes"):
+            url = f"/api/v1/sites/main/{route}"
+            assert (await http.get(url)).status_code == 401
+            answer = await http.get(url, headers=bearer(auth, "staff"))
+            assert answer.status_code == 403, route  # staff of the site: not managers
+            assert answer.json()["detail"] == "a staff may not do this"
+            # Managers and admins see every site (kernel.auth.Principal.all_sites).
+            assert (await http.get(url, headers=bearer(auth, "manager", ("law",)))).is_success
+            assert (await http.get(url, headers=bearer(auth, "admin", ()))).status_code == 200
+        manager = bearer(auth, "manager", ("main",))
+        rows = (await http.get("/api/v1/sites/main/demand", headers=manager)).json()
+        assert [r["title"] for r in rows] == ["Python", "Rust", "Go"]
+        assert rows[0] == demand_row("Python", 8.5)
+        top = await http.get("/api/v1/sites/main/demand?limit=2", headers=manager)
+        assert [r["title"] for r in top.json()] == ["Python", "Rust"]
+        for bad in ("0", "101", "x"):
+            answer = await http.get(f"/api/v1/sites/main/demand?limit={bad}", headers=manager)
+            assert answer.status_code == 422, bad
+        (cls,) = (await http.get("/api/v1/sites/main/demand/classes", headers=manager)).json()
+        assert cls["call_class"] == "QA76" and cls["per_copy"] == 0.625
+        everywhere = bearer(auth, "manager", ())
+        assert (await http.get("/api/v1/sites/law/demand", headers=everywhere)).json() == []
+        answer = await http.get("/api/v1/sites/nope/demand", headers=everywhere)
+        assert answer.status_code == 404

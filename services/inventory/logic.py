@@ -14,6 +14,12 @@ Decisions are taken when a reader's sweep closes, never on a single report:
   `confirm_sweeps` sweeps in a row placed away from home (sweeps that did not hear it do
   not break the run), and used in the library when it comes back after at least
   `use_absent_sweeps` absences with no checkout between.
+- A misplaced finding closes the same way it opened: after `confirm_sweeps` sweeps in a
+  row that heard the item at home (until then it stays placed where it was confirmed),
+  or at once on a checkout, a checkin, or when the item is declared missing.
+- A reader whose boot goes backwards (replaced, or its counter reset) starts a new life
+  once it reports more than `sweep_timeout` of device time after its newest report:
+  its earlier sweeps no longer rank its new ones; an older boot's stragglers stay out.
 - Checked-out items are neither; a checked-in one is off the shelves (not missing) until a
   shelf hears it, and awaiting reshelving once `reshelve_within` has passed.
 Items with no home section on any reader are never missing nor misplaced: nowhere would
@@ -50,7 +56,7 @@ from services.inventory.state import (
     from_epoch,
     to_epoch,
 )
-from services.inventory.sweeps import OpenSweep, Sections
+from services.inventory.sweeps import WEAKEST, OpenSweep, Sections
 
 __all__ = ["CheckpointError", "Inventory"]
 
@@ -90,14 +96,19 @@ class Inventory:
         if sid is None or self.sections.device[sid] != device:
             return []  # the gateway checks this; a section of another reader is not ours
         key = (report.boot, report.sweep)
-        if key <= s.closed.get(device, (-1, -1)):
-            return []
         changes: list[Change] = []
         op = s.open.get(device)
+        if self._new_life(device, op, report):
+            if op is not None:
+                changes, op = self._close(device, op), None
+            del s.closed[device]
+            s.closed_ts.pop(device, None)
+        if key <= s.closed.get(device, (-1, -1)):
+            return changes
         if op is not None and key != op.key:
             if key < op.key:
-                return []  # a sweep overtaken by a later one: closed when that one began
-            changes = self._close(device, op)
+                return changes  # a sweep overtaken by a later one: closed when that one began
+            changes += self._close(device, op)
             op = None
         ts = to_epoch(report.ts)
         if op is None:
@@ -214,10 +225,25 @@ class Inventory:
                 return here
         return names[sid] < names[other]
 
+    def _new_life(self, device: str, op: OpenSweep | None, report: SectionReport) -> bool:
+        """A boot lower than the reader's last, `sweep_timeout` after its newest report.
+
+        A replaced reader (or one whose boot counter was reset) starts again at a low boot;
+        without this its sweeps would all sort before the last one and be ignored for
+        good. A straggler of an earlier boot carries an old device time, so it stays out.
+        """
+        s = self._s
+        last = s.closed.get(device)
+        if last is None or report.boot >= max(last[0], op.boot if op else -1):
+            return False
+        newest = max(s.closed_ts.get(device, WEAKEST), op.last_ts if op else WEAKEST)
+        return to_epoch(report.ts) - newest > self._timeout
+
     def _close(self, device: str, op: OpenSweep) -> list[Change]:
         s = self._s
         del s.open[device]
         s.closed[device] = op.key
+        s.closed_ts[device] = op.last_ts
         out: list[Change] = []
         self._place_heard(op, out)
         swept = [sid for sid in self.sections.by_device[device] if op.complete(sid)]
@@ -264,6 +290,8 @@ class Inventory:
         prev_ts = s.last_ts.get(item)
         if prev_ts is not None and ts < prev_ts:
             return  # older news than what another reader already told
+        if item in s.misplaced and not self._back_home(item, ci, sid):
+            return
         prev_sid = s.last_sid.get(item)
         s.last_sid[item], s.last_ts[item] = sid, ts
         if item in s.loan:
@@ -292,6 +320,26 @@ class Inventory:
                 self._judge_place(item, ci, home, ts, at, out)
         if not self._has_state(item):
             self._flagged.discard(item)
+
+    def _back_home(self, item: str, ci: CatalogItem, sid: int) -> bool:
+        """Whether a misplaced item heard in `sid` may be placed there.
+
+        Heard at home, it is placed (and the finding closed) only on the `confirm_sweeps`th
+        sweep in a row that heard it there: one sweep that missed it on the wrong shelf
+        while the home antenna heard it stray must not close the finding, only for the
+        next sweep to open it again. Until then it stays where it was confirmed.
+        """
+        s = self._s
+        if self.sections.names[sid] not in ci.home_sections:
+            s.home.pop(item, None)  # heard away again: the run home starts over
+            return True
+        run = s.home.get(item, 0) + 1
+        if run >= self.settings.confirm_sweeps:
+            s.home.pop(item, None)
+            return True
+        s.home[item] = run
+        s.absent.pop(item, None)  # heard, so not absent, but not placed yet either
+        return False
 
     def _judge_place(
         self, item: str, ci: CatalogItem, home: bool, ts: float, at: float, out: list[Change]
@@ -338,6 +386,7 @@ class Inventory:
             out.append(Change(Finding.MISPLACED, item, "closed", when))
         s.away.pop(item, None)
         s.away_since.pop(item, None)
+        s.home.pop(item, None)
         s.missing[item] = at
         detail = details.missing(self.catalog[item], s, self.sections)
         out.append(Change(Finding.MISSING, item, "opened", when, detail))
@@ -353,6 +402,7 @@ class Inventory:
         s.absent.pop(item, None)
         s.away.pop(item, None)
         s.away_since.pop(item, None)
+        s.home.pop(item, None)
         s.pending.pop(item, None)
         for finding, open_ in (
             (Finding.MISPLACED, s.misplaced),
@@ -379,6 +429,7 @@ class Inventory:
         return (
             item in s.absent
             or item in s.away
+            or item in s.home
             or item in s.loan
             or item in s.pending
             or item in s.overdue

@@ -1,4 +1,5 @@
-"""Staff inventory HTTP routes: misplaced, missing, awaiting reshelving, tasks, a live stream."""
+"""Inventory HTTP routes: misplaced, missing, reshelving, tasks, a live stream (staff);
+demand rankings (managers)."""
 
 # No `from __future__ import annotations`: FastAPI must resolve the dependency alias that
 # the router builds locally, and string annotations would hide it.
@@ -7,13 +8,16 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from pathlib import Path as FilePath
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, HTTPException, Path
+from fastapi import APIRouter, Depends, HTTPException, Path, Query
 from pydantic import BaseModel
 from sse_starlette import EventSourceResponse, ServerSentEvent
 
 from kernel.layout import Layout
 from kernel.topics import SITE_RE
+from services.inventory.demand_feed import PUBLISHED_ROWS
 from services.inventory.view import (
+    DemandClass,
+    DemandTitle,
     FloorTasks,
     InventoryView,
     ListName,
@@ -69,19 +73,8 @@ def inventory_router(
     `guard` is a FastAPI dependency ("staff of this site"): it runs before each route
     and raises 401/403 itself; it may take the `site` path parameter.
     """
-    by_site = {layout.site: layout for layout in layouts}
     router = APIRouter(prefix="/api/v1", tags=["inventory"], dependencies=[Depends(guard)])
-
-    def site_layout(
-        site: Annotated[str, Path(description="Site id, e.g. `main`", max_length=32)],
-    ) -> Layout:
-        layout = by_site.get(site) if SITE_RE.fullmatch(site) else None
-        if layout is None:
-            known = ", ".join(sorted(by_site)) or "none"
-            raise HTTPException(404, f"unknown site {site[:40]!r}; known sites: {known}")
-        return layout
-
-    SiteLayout = Annotated[Layout, Depends(site_layout)]
+    SiteLayout = Annotated[Layout, Depends(_site_layout(layouts))]
 
     @router.get("/sites/{site}/items/misplaced", responses=RESPONSES)
     async def list_misplaced(layout: SiteLayout) -> list[MisplacedItem]:
@@ -125,6 +118,55 @@ def inventory_router(
     return router
 
 
+MANAGER_RESPONSES: dict[int | str, dict[str, Any]] = {
+    **RESPONSES,
+    403: {"model": ErrorDetail, "description": "Not a manager of this site"},
+}
+
+
+def demand_router(
+    view: InventoryView, layouts: Sequence[Layout], guard: Callable[..., Any]
+) -> APIRouter:
+    """Managers' demand routes over `view`, every one behind `guard` ("manager of this site")."""
+    router = APIRouter(prefix="/api/v1", tags=["demand"], dependencies=[Depends(guard)])
+    SiteLayout = Annotated[Layout, Depends(_site_layout(layouts))]
+
+    @router.get("/sites/{site}/demand", responses=MANAGER_RESPONSES)
+    async def ranked(
+        layout: SiteLayout,
+        limit: Annotated[int, Query(ge=1, le=PUBLISHED_ROWS, description="Titles at most")] = 20,
+    ) -> list[DemandTitle]:
+        """Titles in most demand over the window, highest score first.
+
+        `score` is the weighted signals per copy (hold 3, checkout 2, in-library use 1,
+        renewal 1); `suggest_purchase` when holds or in-library uses per copy pass the
+        thresholds, and `reason` says which. Empty until the inventory service published."""
+        return view.ranked(layout.site, limit)
+
+    @router.get("/sites/{site}/demand/classes", responses=MANAGER_RESPONSES)
+    async def classes(layout: SiteLayout) -> list[DemandClass]:
+        """Call-number classes (LC class and number, Dewey hundreds) by weighted signals."""
+        return view.classes(layout.site)
+
+    return router
+
+
+def _site_layout(layouts: Sequence[Layout]) -> Callable[[str], Layout]:
+    """A dependency giving the layout of the route's `{site}`, or 404 naming the known ones."""
+    by_site = {layout.site: layout for layout in layouts}
+
+    def site_layout(
+        site: Annotated[str, Path(description="Site id, e.g. `main`", max_length=32)],
+    ) -> Layout:
+        layout = by_site.get(site) if SITE_RE.fullmatch(site) else None
+        if layout is None:
+            known = ", ".join(sorted(by_site)) or "none"
+            raise HTTPException(404, f"unknown site {site[:40]!r}; known sites: {known}")
+        return layout
+
+    return site_layout
+
+
 def _list_json(view: InventoryView, site: str, name: ListName) -> str:
     items: Sequence[BaseModel]
     if name == "misplaced":
@@ -153,4 +195,4 @@ async def _events(view: InventoryView, site: str) -> AsyncIterator[ServerSentEve
             yield ServerSentEvent(_list_json(view, site, name), event=name)
 
 
-__all__ = ["STATIC_DIR", "InventorySnapshot", "inventory_router"]
+__all__ = ["STATIC_DIR", "InventorySnapshot", "demand_router", "inventory_router"]

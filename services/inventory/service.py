@@ -23,6 +23,7 @@ from kernel.models import CircData, Event, ShelfData, decode_events, format_ts
 from kernel.schema import to_ns
 from kernel.store.base import Point, SeriesStore
 from kernel.topics import Kind, state_topic
+from services.inventory.demand_feed import RANK_EVERY, SiteDemand
 from services.inventory.logic import CheckpointError, Inventory
 from services.inventory.model import (
     AwaitingReshelving,
@@ -194,6 +195,7 @@ class SiteInventory:
         self.site = layout.site
         self.settings = settings
         self.inventory = Inventory(layout, catalog, settings.logic)
+        self.demand = SiteDemand(layout, catalog, settings.logic, settings.root)
         self.lists_dirty = True  # the lists may differ from what was last published
         self.checkpoint_dirty = False  # the state changed since the last checkpoint
         self._published: dict[str, str] = {}  # list name -> the items last published
@@ -277,7 +279,7 @@ class SiteInventory:
     def forget_published(self) -> None:
         """Publish every list again (a broker that lost its retained messages)."""
         self._published.clear()
-        self.lists_dirty = True
+        self.lists_dirty = self.demand.dirty = True
 
     def counts(self) -> dict[str, int]:
         inv = self.inventory
@@ -294,6 +296,7 @@ class SiteInventory:
             "site": self.site,
             "at": format_ts(now),
             "inventory": self.inventory.checkpoint(),
+            "demand": self.demand.checkpoint(),
         }
 
     def restore(self, data: object) -> bool:
@@ -309,6 +312,8 @@ class SiteInventory:
         except ValueError as err:  # CheckpointError is one
             log.warning("ignoring the inventory checkpoint of %s: %s", self.site, err)
             return False
+        if "demand" in data:  # checkpoints from before demand was kept have none
+            self.demand.restore(data["demand"])
         self.lists_dirty = True
         log.info("restored the inventory of %s from %s", self.site, str(data.get("at"))[:40])
         return True
@@ -343,6 +348,7 @@ class InventoryService:
 
     QUEUE_SIZE = 10_000
     MAX_INFLIGHT = 100  # QoS 1 publishes awaiting their PUBACK at once
+    MAX_PENDING_POINTS = 100_000  # demand points awaiting the store; past it the oldest go
 
     def __init__(
         self,
@@ -363,18 +369,21 @@ class InventoryService:
         self._db = db
         self._out: asyncio.Queue[Outgoing] = asyncio.Queue(maxsize=self.QUEUE_SIZE)
         self._sinks: list[SignalSink] = []
+        self._points: list[Point] = []  # demand_signal points not yet stored
         self.events_applied = 0
         self.events_refused = 0
         self.signals_dropped = 0  # taken from the logic with no sink to hand them to
+        self.points_dropped = 0  # demand points dropped while the store was unreachable
+        self.add_signal_sink(self._record_demand)
         self.ready = asyncio.Event()  # subscribed and publishing
         self.restored = asyncio.Event()  # checkpoints looked for (found or not)
 
     def add_signal_sink(self, sink: SignalSink) -> None:
         """Hand every demand Signal to `sink(site, signals)`, in order, on the event loop.
 
-        The hook for the demand aggregator: called right after the event that made the
-        signals, so a sink must be quick and must not block. Signals made with no sink
-        registered are counted in `signals_dropped` and dropped.
+        Called right after the event that made the signals, so a sink must be quick and
+        must not block. The service registers its own first: each site's Demand, whose
+        points it stores and whose ranking it publishes.
         """
         self._sinks.append(sink)
 
@@ -395,6 +404,22 @@ class InventoryService:
             out += site.change_messages(site.apply(ev))
             self._hand_signals(site)
         return out
+
+    def _record_demand(self, site: str, signals: Sequence[Signal]) -> None:
+        """The service's own sink: the site's Demand counts them; their points await the store."""
+        self._pending(self.sites[site].demand.record(signals))
+
+    def _pending(self, points: list[Point], *, first: bool = False) -> None:
+        """Queue demand points for the store (`first`: back in front, a failed write)."""
+        if first:
+            self._points[:0] = points
+        else:
+            self._points += points
+        over = len(self._points) - self.MAX_PENDING_POINTS
+        if over > 0:
+            del self._points[:over]
+            self.points_dropped += over
+            log.warning("the store is behind: dropped the %d oldest demand points", over)
 
     def _hand_signals(self, site: SiteInventory) -> None:
         signals = site.inventory.take_signals()
@@ -419,6 +444,10 @@ class InventoryService:
                 tg.create_task(self._connection_loop(broker), name="inventory-mqtt")
         finally:
             await self._save_checkpoints(final=True)
+            # Stopping: the last ranking, and the demand points still pending.
+            now = self._clock.now()
+            ranks = [p for s in self.sites.values() for p in s.demand.rank_points(now)]
+            await self._write(ranks, within=10.0)  # a store that is down must not hold the stop
 
     async def _restore(self) -> None:
         """Take up each site's stored checkpoint before any event is subscribed to."""
@@ -509,30 +538,45 @@ class InventoryService:
                 for out in site.change_messages(site.tick(now)):
                     await self._enqueue(out)
                 if self.ready.is_set():
-                    for out in site.list_messages(now):
+                    for out in site.list_messages(now) + site.demand.messages(now):
                         await self._enqueue(out)
 
     async def _recorder(self) -> None:
-        """Store the counts once per `record_every` of clock time (on its boundaries).
+        """Store the demand points as they come (each tick), the counts once per
+        `record_every` and the demand ranking once per RANK_EVERY of clock time (on their
+        boundaries).
 
         It looks at the clock every tick rather than sleeping a clock interval, so a
         simulated clock that jumps or pauses records when its time says so.
         """
         every = self.settings.record_every
-        due = _next_boundary(self._clock.now(), every)
+        now = self._clock.now()
+        due, rank_due = _next_boundary(now, every), _next_boundary(now, RANK_EVERY)
         while True:
             raise_if_cancelling()
             await asyncio.sleep(self.settings.tick_seconds)
             now = self._clock.now()
-            if now < due:
-                continue
-            due = _next_boundary(now, every)
-            points = [inventory_point(s.site, s.counts(), now) for s in self.sites.values()]
-            try:
-                async with asyncio.timeout(60):
-                    await self._store.write(points)
-            except Exception as err:  # a missed count is repaired by the next one
-                log.warning("could not store the inventory counts: %s", err)
+            points: list[Point] = []
+            if now >= due:
+                due = _next_boundary(now, every)
+                points += [inventory_point(s.site, s.counts(), now) for s in self.sites.values()]
+            if now >= rank_due:
+                rank_due = _next_boundary(now, RANK_EVERY)
+                points += [p for s in self.sites.values() for p in s.demand.rank_points(now)]
+            await self._write(points)
+
+    async def _write(self, points: list[Point], within: float = 60.0) -> None:
+        """Write `points` and the pending demand points; a failure keeps the demand points
+        for the next try (a missed count or ranking is repaired by the next one)."""
+        pending, self._points = self._points, []
+        if not points and not pending:
+            return
+        try:
+            async with asyncio.timeout(within):
+                await self._store.write(pending + points)
+        except Exception as err:
+            self._pending(pending, first=True)
+            log.warning("could not store the inventory counts and demand: %s", err)
 
     async def _checkpointer(self) -> None:
         await self.restored.wait()

@@ -38,12 +38,14 @@ class State:
     absent: dict[str, int] = field(default_factory=dict)  # full sweeps of its place unheard
     away: dict[str, int] = field(default_factory=dict)  # heard sweeps in a row away from home
     away_since: dict[str, float] = field(default_factory=dict)  # first sweep of that run
+    home: dict[str, int] = field(default_factory=dict)  # misplaced, heard sweeps in a row home
     misplaced: dict[str, float] = field(default_factory=dict)  # open finding -> opened at
     missing: dict[str, float] = field(default_factory=dict)  # open finding -> declared at
     loan: dict[str, float] = field(default_factory=dict)  # checked out at
     pending: dict[str, float] = field(default_factory=dict)  # checked in at, clock running
     overdue: dict[str, float] = field(default_factory=dict)  # checked in at, finding open
     closed: dict[str, tuple[int, int]] = field(default_factory=dict)  # device -> (boot, sweep)
+    closed_ts: dict[str, float] = field(default_factory=dict)  # device -> its newest report
     open: dict[str, OpenSweep] = field(default_factory=dict)  # device -> sweep being heard
     signals: deque[Signal] = field(default_factory=deque)
     dropped: int = 0  # signals dropped from a full buffer
@@ -86,12 +88,14 @@ def encode(state: State, sections: Sections) -> dict[str, Any]:
             "n": list(state.away.values()),
             "t": [t(state.away_since[i]) for i in state.away],
         },
+        "home": {"id": list(state.home), "n": list(state.home.values())},
         "misplaced": column(state.misplaced),
         "missing": column(state.missing),
         "loan": column(state.loan),
         "pending": column(state.pending),
         "overdue": column(state.overdue),
         "closed": {d: list(k) for d, k in state.closed.items()},
+        "closed_t": {d: t(x) for d, x in state.closed_ts.items()},
         "open": {d: _encode_sweep(op, t) for d, op in state.open.items()},
         "signals": {
             "kind": [s.kind for s in state.signals],
@@ -209,14 +213,24 @@ def decode(data: object, sections: Sections, catalog: Mapping[str, CatalogItem])
         if n > 0 and i in catalog:
             s.away[i] = n
             s.away_since[i] = r.time(x, "away")
+    if "home" in r.data:  # absent from checkpoints written before the rule to close
+        ids, ns = r.columns("home", {"id": str, "n": int})
+        s.home = {i: n for i, n in zip(ids, ns, strict=True) if n > 0 and i in catalog}
     s.misplaced, s.missing = r.timed("misplaced"), r.timed("missing")
     s.loan, s.pending, s.overdue = r.timed("loan"), r.timed("pending"), r.timed("overdue")
     s.misplaced = {i: x for i, x in s.misplaced.items() if i in s.last_sid}
+    s.home = {i: n for i, n in s.home.items() if i in s.misplaced}
     for device, key in r.field(r.data, "closed", dict).items():
         if not (isinstance(key, list) and len(key) == 2 and all(_is_int(k) for k in key)):
             raise CheckpointError(f"closed.{device:.64} is not [boot, sweep]")
         if device in sections.by_device:
             s.closed[device] = (key[0], key[1])
+    closed_t = r.field(r.data, "closed_t", dict) if "closed_t" in r.data else {}
+    for device, x in closed_t.items():  # absent from older checkpoints
+        if not _is_int(x):
+            raise CheckpointError(f"closed_t.{device:.64} is not a time index")
+        if device in s.closed:
+            s.closed_ts[device] = r.time(x, "closed_t")
     for device, sweep in r.field(r.data, "open", dict).items():
         op = _decode_sweep(r, sweep, f"open.{device:.64}.")
         if device in sections.by_device:

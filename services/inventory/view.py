@@ -1,4 +1,5 @@
-"""Read model of the inventory service's retained lists, with per-client feeds for SSE."""
+"""Read model of the inventory service's retained lists and demand, with per-client feeds
+for SSE."""
 
 from __future__ import annotations
 
@@ -104,6 +105,49 @@ class TasksDoc(_Doc):
 
 
 AnyDoc = MisplacedDoc | MissingDoc | ReshelvingDoc | TasksDoc
+
+
+class DemandTitle(_View):
+    """One title's demand over the window: score is weighted signals per copy."""
+
+    title: str
+    call_number: str
+    call_class: str
+    copies: Count
+    score: float
+    signals: dict[str, Count]
+    suggest_purchase: bool
+    reason: str | None
+
+
+class DemandClass(_View):
+    """One call-number class's demand over the window."""
+
+    call_class: str
+    copies: Count
+    titles: Count
+    score: float
+    per_copy: float
+    signals: dict[str, Count]
+
+
+class _DemandDoc(_View):
+    site: str
+    updated_at: Timestamp
+
+
+class RankedDoc(_DemandDoc):
+    items: tuple[DemandTitle, ...] = ()
+
+
+class ClassesDoc(_DemandDoc):
+    items: tuple[DemandClass, ...] = ()
+
+
+DEMAND_MODELS: dict[str, type[RankedDoc | ClassesDoc]] = {
+    "ranked": RankedDoc,
+    "classes": ClassesDoc,
+}
 DOC_MODELS: dict[ListName, type[AnyDoc]] = {
     "misplaced": MisplacedDoc,
     "missing": MissingDoc,
@@ -180,16 +224,21 @@ class InventoryView:
     def __init__(self, root: str = DEFAULT_ROOT) -> None:
         self.root = root
         self._docs: dict[tuple[str, ListName], AnyDoc] = {}
+        self._demand: dict[tuple[str, str], RankedDoc | ClassesDoc] = {}
         self._feeds: set[ListFeed] = set()
 
     def apply(self, topic: str, payload: bytes | str) -> ListName | None:
-        """Take one retained list message; the list's name if it changed, else None.
+        """Take one retained list (or demand) message; the list's name if it changed, else
+        None (always None for demand, which has no feeds).
 
         An empty payload clears the list. Anything that does not parse is logged and
         ignored: a bad message must not stop the view.
         """
         raw = payload.encode() if isinstance(payload, str) else payload
         parts = parse_system_topic(topic, self.root, "_state")
+        if parts is not None and len(parts) == 4 and parts[1:3] == [SERVICE, "demand"]:
+            self._apply_demand(topic, parts[0], parts[3], raw)
+            return None
         if parts is None or len(parts) != 4 or parts[1:3] != [SERVICE, "list"]:
             return None  # changes, other services' state: not part of this read model
         site, key = parts[0], _BY_NAME.get(parts[3])
@@ -220,6 +269,39 @@ class InventoryView:
             if feed.site == site:
                 feed.offer(key, doc)
         return key
+
+    def _apply_demand(self, topic: str, site: str, name: str, raw: bytes) -> None:
+        """The retained demand ranking or classes of a site (managers' read model)."""
+        model = DEMAND_MODELS.get(name)
+        if model is None or not SITE_RE.fullmatch(site):
+            return
+        if not raw:
+            self._demand.pop((site, name), None)
+            return
+        if len(raw) > MAX_LIST_BYTES:
+            log.warning("ignored demand on %s: %d bytes is too large", topic, len(raw))
+            return
+        try:
+            doc = model.model_validate_json(raw)
+        except ValidationError as err:
+            first = err.errors(include_url=False)[0]
+            loc = ".".join(str(x) for x in first["loc"]) or "payload"
+            log.warning("ignored demand on %s: %s: %s", topic, loc, first["msg"])
+            return
+        if doc.site != site:
+            log.warning("ignored demand on %s: payload site %r differs", topic, doc.site)
+            return
+        self._demand[(site, name)] = doc
+
+    def ranked(self, site: str, limit: int | None = None) -> list[DemandTitle]:
+        """Titles in most demand, highest score first (empty until the service published)."""
+        doc = self._demand.get((site, "ranked"))
+        items = list(doc.items) if isinstance(doc, RankedDoc) else []
+        return items if limit is None else items[:limit]
+
+    def classes(self, site: str) -> list[DemandClass]:
+        doc = self._demand.get((site, "classes"))
+        return list(doc.items) if isinstance(doc, ClassesDoc) else []
 
     def doc(self, site: str, name: ListName) -> AnyDoc | None:
         return self._docs.get((site, name))
@@ -254,8 +336,11 @@ class InventoryView:
 
 
 def subscriptions(root: str = DEFAULT_ROOT) -> list[str]:
-    """The topic filter of the inventory lists, and nothing of other services."""
-    return [state_topic(root, "+", SERVICE, "list", "+")]
+    """The topic filters of the inventory lists and demand, and nothing of other services."""
+    return [
+        state_topic(root, "+", SERVICE, "list", "+"),
+        state_topic(root, "+", SERVICE, "demand", "+"),
+    ]
 
 
 async def run_view(view: InventoryView, client: aiomqtt.Client, root: str = DEFAULT_ROOT) -> None:
@@ -272,6 +357,8 @@ async def run_view(view: InventoryView, client: aiomqtt.Client, root: str = DEFA
 
 __all__ = [
     "LIST_NAMES",
+    "DemandClass",
+    "DemandTitle",
     "FloorTasks",
     "InventoryView",
     "ListFeed",
