@@ -241,6 +241,33 @@ def test_misplaced_over_two_sweeps_opens_one_change_and_a_task(tmp_path: Path) -
     assert sent["tasks"]["items"] == [] and sent["misplaced"]["total"] == 0
 
 
+def test_a_closed_finding_is_stored_with_how_long_it_was_open(tmp_path: Path) -> None:
+    """Time to fix, for the Inventory dashboard: one finding_closed point per closing,
+    from the finding's start (its `since`), also across a checkpoint restore."""
+    site = fresh_site(tmp_path)
+    shelves = Shelves()
+    feed(site, shelves.sweep("shelf-1", HOME["shelf-1"], T0))
+    t1, t2 = T0 + timedelta(minutes=10), T0 + timedelta(minutes=20)
+    feed(site, shelves.sweep("shelf-1", MISPLACED_1001, t1))
+    feed(site, shelves.sweep("shelf-1", MISPLACED_1001, t2))
+    assert site.take_closed_points() == []  # opened, not closed
+    again = fresh_site(tmp_path)
+    assert again.restore(json.loads(json.dumps(site.checkpoint(t2))))
+    for s in (site, again):
+        feed(s, shelves.sweep("shelf-1", HOME["shelf-1"], t2 + timedelta(minutes=5)))
+        shelves.sweeps["shelf-1"] -= 1  # the same sweep again for the restored copy
+    shelves.sweeps["shelf-1"] += 1
+    fixed = t2 + timedelta(minutes=10)
+    for s in (site, again):
+        feed(s, shelves.sweep("shelf-1", HOME["shelf-1"], fixed))
+        shelves.sweeps["shelf-1"] -= 1
+        (point,) = s.take_closed_points()
+        assert point.measurement == "finding_closed"
+        assert point.tags == {"site": "main", "finding": "misplaced"}
+        assert point.fields["seconds_open"] == (fixed - t1).total_seconds()  # since t1
+        assert s.take_closed_points() == []
+
+
 def test_long_lists_are_capped_and_say_their_total(tmp_path: Path) -> None:
     site = fresh_site(tmp_path, max_list_items=1)
     shelves = Shelves()

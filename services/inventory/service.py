@@ -20,7 +20,7 @@ from kernel.catalog import CatalogItem, load_catalog
 from kernel.clock import Clock
 from kernel.layout import Layout
 from kernel.models import CircData, Event, ShelfData, decode_events, format_ts
-from kernel.schema import to_ns
+from kernel.schema import finding_closed_point, to_ns
 from kernel.store.base import Point, SeriesStore
 from kernel.topics import Kind, state_topic
 from services.inventory.demand_feed import RANK_EVERY, SiteDemand
@@ -199,6 +199,33 @@ class SiteInventory:
         self.lists_dirty = True  # the lists may differ from what was last published
         self.checkpoint_dirty = False  # the state changed since the last checkpoint
         self._published: dict[str, str] = {}  # list name -> the items last published
+        # Open findings' start (the detail's since / overdue_since), for time-to-fix points.
+        self._opened: dict[tuple[str, str], datetime] = {}
+        self._closed: list[Point] = []
+        self._closed_seq = 0
+
+    def _follow(self, changes: list[Change]) -> list[Change]:
+        """Note when findings open; a closed one becomes a finding_closed point."""
+        for c in changes:
+            key = (c.finding.value, c.item)
+            if c.state == "opened":
+                self._opened[key] = c.at if c.detail is None else _began(c.detail)
+            elif (opened := self._opened.pop(key, None)) is not None:
+                self._closed_seq += 1
+                self._closed.append(
+                    finding_closed_point(
+                        self.site,
+                        c.finding.value,
+                        opened_at=opened,
+                        closed_at=c.at,
+                        seq=self._closed_seq,
+                    )
+                )
+        return changes
+
+    def take_closed_points(self) -> list[Point]:
+        out, self._closed = self._closed, []
+        return out
 
     def apply(self, ev: Event) -> list[Change]:
         """Feed one event (shelf or circ data); the findings it opened or closed."""
@@ -219,13 +246,13 @@ class SiteInventory:
             return []
         self.checkpoint_dirty = True
         self.lists_dirty = self.lists_dirty or bool(changes)
-        return changes
+        return self._follow(changes)
 
     def tick(self, now: datetime) -> list[Change]:
         changes = self.inventory.tick(now)
         if changes:
             self.checkpoint_dirty = self.lists_dirty = True
-        return changes
+        return self._follow(changes)
 
     def change_messages(self, changes: Iterable[Change]) -> list[Outgoing]:
         root = self.settings.root
@@ -314,9 +341,25 @@ class SiteInventory:
             return False
         if "demand" in data:  # checkpoints from before demand was kept have none
             self.demand.restore(data["demand"])
+        inv = self.inventory
+        self._opened = {}
+        for finding, found in (
+            ("misplaced", inv.misplaced()),
+            ("missing", inv.missing()),
+            ("reshelving", inv.awaiting_reshelving()),
+        ):
+            for f in found:
+                self._opened[(finding, f.item)] = _began(f)
         self.lists_dirty = True
         log.info("restored the inventory of %s from %s", self.site, str(data.get("at"))[:40])
         return True
+
+
+def _began(finding: Misplaced | Missing | AwaitingReshelving) -> datetime:
+    """When a finding began, as its detail tells (reshelving: when it became overdue)."""
+    if isinstance(finding, AwaitingReshelving):
+        return finding.overdue_since
+    return finding.since
 
 
 def _walking_order(t: Task) -> tuple[bool, int, tuple[int, int], str]:
@@ -403,6 +446,7 @@ class InventoryService:
             self.events_applied += 1
             out += site.change_messages(site.apply(ev))
             self._hand_signals(site)
+            self._pending(site.take_closed_points())
         return out
 
     def _record_demand(self, site: str, signals: Sequence[Signal]) -> None:
@@ -537,6 +581,7 @@ class InventoryService:
             for site in self.sites.values():
                 for out in site.change_messages(site.tick(now)):
                     await self._enqueue(out)
+                self._pending(site.take_closed_points())
                 if self.ready.is_set():
                     for out in site.list_messages(now) + site.demand.messages(now):
                         await self._enqueue(out)
