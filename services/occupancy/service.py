@@ -18,10 +18,16 @@ from kernel.bus import BrokerAddress, client
 from kernel.clock import Clock
 from kernel.layout import Layout
 from kernel.models import Event, GateData, SeatData, StatusMessage, decode_events, format_ts
-from kernel.schema import drift_point, zone_point
+from kernel.schema import drift_point, typical_point, zone_point
 from kernel.store.base import Point, SeriesStore
 from kernel.topics import Kind, event_subscription, state_topic
-from services.occupancy.forecast import Profile, forecast, history_query, weekly_profile
+from services.occupancy.forecast import (
+    Profile,
+    forecast,
+    history_query,
+    hour_of_week,
+    weekly_profile,
+)
 from services.occupancy.logic import (
     CheckpointError,
     SeatMachine,
@@ -41,6 +47,7 @@ CHECKPOINT_VERSION = 1
 MAX_CHECKPOINT_BYTES = 4 * 1024 * 1024
 
 PRIVACY_FLOOR = 5  # the recommended floor; the dataclass default 0 publishes every count
+DRIFT = "drift"  # `_state/occupancy/drift/{zone}`, published (not retained) at each closing
 
 _ENV_SECONDS = {
     "STACKPULSE_SEAT_ON_DELAY": "on_delay",
@@ -136,6 +143,7 @@ class SiteOccupancy:
         for s in layout.seats:
             self._seats_in_zone.setdefault(s.zone, []).append(s.device)
         self.updated_at: dict[str, datetime] = {}
+        self.profile: Profile = {}  # the forecaster's latest: what is usual per hour of week
 
     def apply(self, ev: Event, now: datetime) -> list[Outgoing]:
         data = ev.data()
@@ -271,6 +279,10 @@ class SiteOccupancy:
             if any(drift.values()):
                 log.info("closing reset of %s at %s: drift %s", self.layout.site, closed_at, drift)
             out += [self._zone_message(z.id, now) for z in self.layout.zones]
+            out += [
+                self._drift_message(z.id, drift[z.id], shown[z.id], closed_at)
+                for z in self.layout.zones
+            ]
             self._next_close = next_closing(self.layout, closed_at)
         return out
 
@@ -299,6 +311,10 @@ class SiteOccupancy:
                     ts=now,
                 )
             )
+            # Next to each snapshot, what is usual then: "today vs a typical <weekday>".
+            usual = self.profile.get(z.id, {}).get(hour_of_week(now, self.layout.tz))
+            if usual is not None:
+                points.append(typical_point(self.layout.site, z.id, z.floor, typical=usual, ts=now))
         return points
 
     def forecast_messages(self, profile: Profile, now: datetime, hours: int) -> list[Outgoing]:
@@ -352,6 +368,17 @@ class SiteOccupancy:
         topic = state_topic(self.root, self.layout.site, "occupancy", "zone", z.id)
         return topic, json.dumps(body).encode()
 
+    def _drift_message(self, zone: str, drift: int, shown: int, closed_at: datetime) -> Outgoing:
+        """Non-retained `_state/occupancy/drift/{zone}`: one closing's drift (for alerts)."""
+        body = {
+            "site": self.layout.site,
+            "zone": zone,
+            "drift": drift,
+            "shown": shown,
+            "closed_at": format_ts(closed_at),
+        }
+        return drift_topic(self.root, self.layout.site, zone), json.dumps(body).encode()
+
     def _seat_message(self, device: str) -> Outgoing:
         seat = self._seat_of[device]
         machine = self.seats[device]
@@ -388,6 +415,15 @@ def _checkpoint_time(data: dict[str, Any], key: str) -> datetime | None:
 def _checkpoint_key(body: Mapping[str, Any]) -> str:
     """What a checkpoint says but for when it was taken: unchanged means nothing to send."""
     return json.dumps({k: v for k, v in body.items() if k != "at"}, sort_keys=True)
+
+
+def drift_topic(root: str, site: str, zone: str) -> str:
+    """`{root}/{site}/_state/occupancy/drift/{zone}`: an event, the one topic not retained."""
+    return state_topic(root, site, "occupancy", DRIFT, zone)
+
+
+def _retained(topic: str) -> bool:
+    return f"/_state/occupancy/{DRIFT}/" not in topic
 
 
 def _last_per_topic(messages: Iterable[Outgoing]) -> list[Outgoing]:
@@ -575,7 +611,7 @@ class OccupancyService:
 
         async def publish(topic: str, body: bytes) -> None:
             try:
-                await mqtt.publish(topic, body, qos=1, retain=True, timeout=30)
+                await mqtt.publish(topic, body, qos=1, retain=_retained(topic), timeout=30)
             finally:
                 inflight.release()
 
@@ -610,7 +646,7 @@ class OccupancyService:
                 except Exception as err:  # no forecast this round; the last one stays
                     log.warning("could not read occupancy history: %s", err)
                     continue
-                profile = weekly_profile(rows, site.layout.tz)
+                profile = site.profile = weekly_profile(rows, site.layout.tz)
                 for out in site.forecast_messages(profile, now, s.forecast_hours):
                     await self._enqueue(out)
             await self._clock.sleep(s.forecast_every.total_seconds())
