@@ -28,9 +28,11 @@ from services.alerts.lifecycle import (
     InvalidTransition,
     raise_severity,
 )
-from services.alerts.model import AlertState, Observation, Severity
+from services.alerts.model import AlertState, DeviceSeen, Observation, Severity
+from services.alerts.rules import RuleEngine
 from services.alerts.settings import AlertSettings
 from services.alerts.store import AlertStore
+from tests.test_alert_rules import LAYOUT
 
 T0 = datetime(2026, 11, 24, 10, 0, tzinfo=UTC)
 MIN = timedelta(minutes=1)
@@ -432,3 +434,23 @@ AlertModel.TestCase.settings = settings(
     suppress_health_check=[HealthCheck.too_slow],
 )
 TestAlertModel = AlertModel.TestCase
+
+
+def test_a_device_clock_behind_still_clears_what_silence_opened(book: AlertBook) -> None:
+    """Silence opens on the service's clock; the device's next message carries its own,
+    older time. The end must still clear the alert (it once stayed open for good while
+    the device kept sending: the lifecycle ignores ends older than the alert)."""
+    engine = RuleEngine([LAYOUT], SETTINGS)
+    engine.tick(T0)
+    engine.observe(DeviceSeen("main", "gate", "gate-main-1", T0))
+    silent_at = T0 + 3 * MIN + timedelta(seconds=1)
+    for o in engine.tick(silent_at):
+        book.apply(o)
+    (opened,) = book.list(rule="device_silent")
+    assert opened.state is AlertState.ACTIVE_UNACK
+    # The gate talks again; its clock (and the pipeline) is two minutes behind ours.
+    for o in engine.observe(DeviceSeen("main", "gate", "gate-main-1", silent_at - 2 * MIN)):
+        book.apply(o)
+    after = book.get(opened.id)
+    assert after is not None and after.state is AlertState.CLEARED_UNACK
+    assert after.cleared_at is not None and after.cleared_at >= opened.opened_at

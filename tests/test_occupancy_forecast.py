@@ -10,7 +10,7 @@ import pytest
 
 from kernel.schema import zone_point
 from kernel.store import open_store
-from services.occupancy.forecast import history_query, weekly_profile
+from services.occupancy.forecast import history_query, hour_of_week, weekly_profile
 from services.occupancy.logic import SeatTiming
 from services.occupancy.service import SiteOccupancy
 from services.occupancy.view import OccupancyView
@@ -97,3 +97,18 @@ async def test_forecast_is_the_mean_of_the_same_hour_in_past_weeks(influx_db: st
     assert [f["id"] for f in got] == sorted(z.id for z in LAYOUT.zones)
     first = next(f for f in got if f["id"] == "lobby")["hours"][0]
     assert (first["occupancy"], first["busyness"]) == (41, "busy")
+
+
+def test_snapshots_carry_the_typical_figure_once_a_profile_exists() -> None:
+    """Each zone snapshot gets a zone_typical point beside it (the dashboards' "today vs a
+    typical day"), from the forecaster's latest profile; none before there is one."""
+    layout = synthetic_layout()
+    site = SiteOccupancy(layout, SeatTiming(), "lib/v1")
+    at = datetime(2026, 11, 24, 10, 30, tzinfo=UTC)
+    assert all(p.measurement == "zone_occupancy" for p in site.zone_points(at))
+    first, *others = layout.zones
+    site.profile = {first.id: {hour_of_week(at, layout.tz): 12.5}}
+    typical = [p for p in site.zone_points(at) if p.measurement == "zone_typical"]
+    assert [(p.tags["zone"], p.fields["typical"]) for p in typical] == [(first.id, 12.5)]
+    later = at + timedelta(hours=1)  # no figure for that hour of the week: nothing written
+    assert not [p for p in site.zone_points(later) if p.measurement == "zone_typical"]

@@ -10,6 +10,7 @@ when a condition starts, ends, changes severity, or keeps holding (at most once 
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -289,9 +290,22 @@ class RuleEngine:
     # -- inputs
 
     def observe(self, item: Input) -> list[Observation]:
-        """What one input starts, ends or refreshes."""
+        """What one input starts, ends or refreshes.
+
+        Stamped no earlier than the engine's clock: an input carries its source's time
+        (a device clock, a sweep), which may run behind the receiver's, and an end
+        stamped before the alert that ticks opened would be ignored by the lifecycle:
+        the alert would stay open while the device talks.
+        """
         if item.site not in self.layouts:
             return []
+        out = self._observe(item)
+        clock = self._clock
+        if clock is None:
+            return out
+        return [o if o.at >= clock else dataclasses.replace(o, at=clock) for o in out]
+
+    def _observe(self, item: Input) -> list[Observation]:
         if isinstance(item, DeviceSeen):
             return self._device_seen(item)
         if isinstance(item, ZoneSeen):
