@@ -25,6 +25,8 @@ from kernel.bus import client as mqtt_client
 from kernel.clock import SystemClock
 from kernel.models import format_ts
 from kernel.statedb import StateDB
+from kernel.store import open_store
+from kernel.store.base import SeriesStore
 from kernel.topics import Kind, device_topic
 from services.alerts.model import DeviceSeen, DriftSeen, FindingSeen, SeatSeen, ZoneSeen
 from services.alerts.notify import alert_topic, alerts_subscription, transitions_topic
@@ -168,6 +170,7 @@ class Stack:
     receiver: Receiver
     client_id: str = field(default_factory=lambda: f"alerts-{uuid.uuid4().hex[:8]}")
     heard: list[tuple[str, bytes]] = field(default_factory=list)  # everything on _alerts/#
+    series: SeriesStore | None = None  # where transitions are recorded, if anywhere
     service: AlertService | None = None
     db: StateDB | None = None
     _task: asyncio.Task[None] | None = None
@@ -180,8 +183,9 @@ class Stack:
             tick_seconds=0.1,
             checkpoint_every=0.2,
             notify=fast(self.receiver.url),
+            record_every=0.2,
         )
-        self.service = AlertService([LAYOUT], SystemClock(), self.db, settings)
+        self.service = AlertService([LAYOUT], SystemClock(), self.db, settings, series=self.series)
         self._task = asyncio.create_task(self.service.run(self.broker), name="test-alerts")
         await wait_until(self.service.ready.is_set)
         return self.service
@@ -287,8 +291,9 @@ pytestmark = pytest.mark.integration
 
 
 async def test_a_last_will_raises_device_offline_on_mqtt_and_a_signed_retried_webhook(
-    stack: Stack, device_reaper: list[Device]
+    stack: Stack, device_reaper: list[Device], influx_db: str
 ) -> None:
+    stack.series = series = open_store(influx_db)
     stack.receiver.statuses = [500]  # the receiver fails once, then answers 200
     stack.receiver.start()
     service = await stack.start_service()
@@ -325,6 +330,19 @@ async def test_a_last_will_raises_device_offline_on_mqtt_and_a_signed_retried_we
         )
     )
     assert await stack.retained(alert_topic(stack.root, "main", "device_offline", SEAT)) is None
+
+    # Every transition is recorded for the Alerts dashboard, with how long it stayed open.
+    q = 'SELECT "open_count", "seconds_to_clear" FROM "alert_transition" GROUP BY "kind"'
+    rows: list[dict[str, Any]] = []
+    async with asyncio.timeout(15):
+        while len(rows) < 2:
+            await asyncio.sleep(0.2)
+            rows = await series.raw_query(q)
+    by_kind = {r["kind"]: r for r in rows}
+    assert set(by_kind) == {"opened", "cleared"}
+    assert by_kind["opened"]["open_count"] == 1 and by_kind["cleared"]["open_count"] == 0
+    assert by_kind["cleared"]["seconds_to_clear"] > 0
+    await series.close()
 
 
 async def test_a_restart_delivers_what_waited_and_opens_no_second_alert(

@@ -358,6 +358,9 @@ class Sender:
         self.delivered = 0
         self.failures = 0
         self.wake = asyncio.Event()  # set by whoever just added to the outbox
+        # Called (in the sender's thread) with each round's transitions and their history
+        # ids: every transition passes here once, whichever process made it.
+        self.on_transitions: Callable[[list[tuple[Transition, int | None]]], None] | None = None
 
     def connect(self, publish: Publish | None) -> None:
         """The MQTT publisher to use (None while the broker is away)."""
@@ -410,6 +413,7 @@ class Sender:
     def _fan_out(self, entries: Sequence[Entry]) -> list[Outcome]:
         """In a thread: one entry per delivery for each transition."""
         out: list[Outcome] = []
+        seen: list[tuple[Transition, int | None]] = []
         at = self._clock.now()
         for entry in entries:
             try:
@@ -417,12 +421,18 @@ class Sender:
             except (ValueError, KeyError, TypeError, AssertionError) as err:
                 out.append((entry, NotDelivered(f"not a transition: {err!r}", 400)))
                 continue
+            seen.append((t, cursor))
             body = TransitionBody.of(t, event_id(t, cursor)).model_dump_json().encode()
             jobs = [(MQTT, STATE_TARGET + t.alert.id, b""), (MQTT, EVENT_TARGET, body)]
             jobs += [(WEBHOOK, url, body) for url in self.settings.webhooks]
             for channel, target, payload in jobs:
                 self._outbox.enqueue(channel, target, payload, alert_id=t.alert.id, at=at)
             out.append((entry, None))
+        if seen and self.on_transitions is not None:
+            try:
+                self.on_transitions(seen)
+            except Exception:  # a record of them is not worth a notification
+                log.exception("recording alert transitions failed")
         return out
 
     async def _send_mqtt(self, entries: Sequence[Entry]) -> list[Outcome]:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import threading
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -28,16 +29,20 @@ from kernel.bus import BrokerAddress, client
 from kernel.clock import Clock
 from kernel.layout import Layout
 from kernel.models import decode_events, parse_rfc3339
+from kernel.schema import alert_point
 from kernel.statedb import StateDB
+from kernel.store.base import Point, SeriesStore
 from kernel.topics import Channel, Kind, event_subscription, parse_system_topic, state_topic
 from services.alerts.lifecycle import AlertBook
 from services.alerts.model import (
+    AlertState,
     DeviceSeen,
     DriftSeen,
     FindingSeen,
     Input,
     Observation,
     SeatSeen,
+    Transition,
     ZoneSeen,
 )
 from services.alerts.notify import NotifySettings, Sender
@@ -50,6 +55,7 @@ log = logging.getLogger("stackpulse.alerts")
 CHECKPOINT_NAME = "alerts/rules"
 DEFAULT_CLIENT_ID = "stackpulse-alerts"
 MAX_BATCH = 500  # observations handed to the lifecycle per database round
+MAX_PENDING_POINTS = 10_000  # alert_transition points waiting for the store
 
 Work = Observation | datetime  # an observation to apply, or a lifecycle tick at `now`
 
@@ -63,9 +69,10 @@ class AlertServiceSettings:
     db_timeout: float = 30.0  # one database round (a batch of observations)
     queue_size: int = 10_000  # observations waiting for the database
     notify: NotifySettings = field(default_factory=NotifySettings)
+    record_every: float = 5.0  # wall seconds between writes of transitions to the store
 
     def __post_init__(self) -> None:
-        for name in ("tick_seconds", "checkpoint_every", "db_timeout"):
+        for name in ("tick_seconds", "checkpoint_every", "db_timeout", "record_every"):
             if not 0 < getattr(self, name) < float("inf"):
                 raise ValueError(f"{name} must be a positive number of seconds")
         if self.queue_size < 1:
@@ -190,6 +197,7 @@ class AlertService:
         db: StateDB,
         settings: AlertServiceSettings | None = None,
         rules: AlertSettings | None = None,
+        series: SeriesStore | None = None,
     ) -> None:
         self.settings = settings or AlertServiceSettings()
         self.rules = rules or AlertSettings()
@@ -218,6 +226,13 @@ class AlertService:
         self.transitions = 0
         self.ready = asyncio.Event()  # subscribed
         self.restored = asyncio.Event()  # the rules' checkpoint was looked for
+        # Every transition as a point for the Alerts dashboard (time to ack and clear).
+        self._store = series
+        self._points: list[Point] = []
+        self._points_lock = threading.Lock()
+        self.points_dropped = 0
+        if series is not None:
+            self.sender.on_transitions = self._record
 
     async def run(self, broker: BrokerAddress) -> None:
         await self._restore()
@@ -226,6 +241,8 @@ class AlertService:
                 tg.create_task(self._ticker(), name="alerts-tick")
                 tg.create_task(self._lifecycle(), name="alerts-lifecycle")
                 tg.create_task(self.sender.run(http), name="alerts-notify")
+                if self._store is not None:
+                    tg.create_task(self._recorder(self._store), name="alerts-record")
                 tg.create_task(self._connection_loop(broker), name="alerts-mqtt")
         finally:
             self.ready.clear()
@@ -347,6 +364,59 @@ class AlertService:
                 made += len(self.book.tick(self._clock.now()))
             pending.pop(0)
         return made
+
+    # -- the record of transitions, for the dashboards
+
+    def _record(self, seen: list[tuple[Transition, int | None]]) -> None:
+        """In the sender's thread: one alert_transition point per transition."""
+        active = (AlertState.ACTIVE_UNACK, AlertState.ACTIVE_ACK)
+        still_open: dict[tuple[str, str, str], int] = {}
+        points = []
+        for t, cursor in seen:
+            a = t.alert
+            key = (a.site, a.rule, a.severity.value)
+            if key not in still_open:
+                found = self.book.list(site=a.site, rule=a.rule, severity=a.severity, states=active)
+                still_open[key] = len(found)
+            since_open = (t.at - a.opened_at).total_seconds()
+            points.append(
+                alert_point(
+                    a.site,
+                    a.rule,
+                    a.severity.value,
+                    t.kind,
+                    open_count=still_open[key],
+                    ts=t.at,
+                    seq=cursor or 0,  # a replayed transition overwrites itself
+                    seconds_to_ack=since_open if t.kind == "acked" else None,
+                    seconds_to_clear=since_open if t.kind == "cleared" else None,
+                )
+            )
+        self._keep(points)
+
+    def _keep(self, points: list[Point], *, first: bool = False) -> None:
+        with self._points_lock:
+            self._points = points + self._points if first else self._points + points
+            over = len(self._points) - MAX_PENDING_POINTS
+            if over > 0:
+                del self._points[:over]
+                self.points_dropped += over
+                log.warning("the store is behind: dropped the %d oldest alert points", over)
+
+    async def _recorder(self, store: SeriesStore) -> None:
+        while True:
+            raise_if_cancelling()
+            await asyncio.sleep(self.settings.record_every)
+            with self._points_lock:
+                points, self._points = self._points, []
+            if not points:
+                continue
+            try:
+                async with asyncio.timeout(30):
+                    await store.write(points)
+            except Exception as err:  # kept for the next round
+                log.warning("could not store %d alert transitions: %s", len(points), err)
+                self._keep(points, first=True)
 
     # -- the rules' checkpoint
 
