@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from datetime import datetime
 from importlib import metadata
 from typing import Annotated
 
@@ -11,14 +12,16 @@ from fastapi.responses import FileResponse
 from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel
 
-from kernel.auth import READ
+from kernel.auth import DEMAND, READ
 from kernel.layout import Layout
+from kernel.store.base import SeriesStore
 from services.inventory.routes import STATIC_DIR as STAFF_STATIC_DIR
-from services.inventory.routes import inventory_router
+from services.inventory.routes import demand_router, inventory_router
 from services.inventory.view import InventoryView
 from services.occupancy.routes import STATIC_DIR, occupancy_router
 from services.occupancy.view import OccupancyView
 from stackpulse.auth_routes import AuthService, auth_router, require_site
+from stackpulse.manager import manager_pages, reports_router
 from stackpulse.ratelimit import RateLimit, RateLimitMiddleware
 
 DESCRIPTION = """Live library signals: how full each zone is and which seats are free.
@@ -63,10 +66,13 @@ def build_app(
     ping_seconds: float = 15.0,
     auth: AuthService | None = None,
     rate_limit: RateLimit | None = None,
+    store: SeriesStore | None = None,
+    clock: Callable[[], datetime] | None = None,
 ) -> FastAPI:
     """Compose the public API and pages over `view`; `routers` adds other services' routes.
 
     Without `auth` the protected routes answer 503; `rate_limit` limits /api/ per client.
+    The managers' reports read `store` (503 without one); `clock` says what "today" is.
     """
     if not layouts:
         raise ValueError("build_app needs at least one site layout")
@@ -83,7 +89,12 @@ def build_app(
     if inventory is not None:  # staff data: every route behind "staff of this site"
         staff = require_site("staff", "manager", "admin", scope=READ)
         app.include_router(inventory_router(inventory, layouts, staff, ping_seconds=ping_seconds))
+        # Demand: ManagerOfSite's rule (managers and admins of the site) with its scope.
+        manager = require_site("manager", "admin", scope=DEMAND)
+        app.include_router(demand_router(inventory, layouts, manager))
         _staff_page(app, known)
+    app.include_router(reports_router(layouts, store, clock=clock))  # managers of the site
+    app.include_router(manager_pages(layouts))
     app.mount("/static/occupancy", StaticFiles(directory=STATIC_DIR), name="occupancy-static")
     page = STATIC_DIR / "index.html"
     no_cache = {"Cache-Control": "no-cache"}

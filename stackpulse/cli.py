@@ -68,7 +68,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--seed", type=int, default=1)
 
     run = sub.add_parser("run", help="run components against a real broker and store")
-    run.add_argument("component", choices=[*COMPONENTS, "alerts", "all"])
+    run.add_argument("component", choices=[*COMPONENTS, "all"])
     _add_settings(run, *SETTING_OPTIONS)
 
     sim = sub.add_parser("simulate", help="publish a simulated library to a broker")
@@ -78,7 +78,7 @@ def build_parser() -> argparse.ArgumentParser:
     sim.add_argument("--start", help="simulated start time, RFC 3339 (default: now)")
     sim.add_argument("--duration", type=float, help="stop after this many wall seconds")
     dash = sub.add_parser("dashboards", help="build, check or push the Grafana dashboards")
-    dash.add_argument("args", nargs=argparse.REMAINDER, help="build [--check] | push --url URL")
+    dash.add_argument("args", nargs=argparse.REMAINDER, help="build [--check] | push --grafana URL")
     add_users_parser(sub)
     return parser
 
@@ -157,8 +157,6 @@ def _first(group: BaseExceptionGroup[SettingsError]) -> BaseException:
 
 
 async def _run(settings: Settings, component: str) -> int:
-    if component == "alerts":
-        raise SettingsError("run", f"the {component} service is not part of this release yet")
     components = COMPONENTS if component == "all" else (component,)
     rt = prepare(settings, components)
     await run_components(rt, components)
@@ -202,6 +200,7 @@ async def _demo(settings: Settings, speed: float, seed: int) -> int:
                     f"StackPulse demo: {layout.name}, simulated from {start:%Y-%m-%d %H:%M} UTC "
                     f"at {speed:g}x.\n  Student page: http://{host}:{port}/\n"
                     f"  Staff page:   http://{host}:{port}/staff/{layout.site}\n"
+                    f"  Alerts:       http://{host}:{port}/console/{layout.site}\n"
                     f"  API:          http://{host}:{port}/docs\n"
                     f"  Broker:       {settings.broker}  (Ctrl-C to stop)",
                     flush=True,

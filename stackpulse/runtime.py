@@ -15,6 +15,7 @@ from pathlib import Path
 
 import aiomqtt
 import uvicorn
+from fastapi import APIRouter
 
 from gateway.decode import index_sites
 from gateway.service import Gateway, GatewaySettings
@@ -29,6 +30,13 @@ from kernel.statedb import StateDB, StateDBError
 from kernel.store.base import SeriesStore, StoreError, StoreRejected
 from kernel.store.factory import open_store
 from kernel.store.influx import InfluxStore
+from services.alerts.lifecycle import AlertBook
+from services.alerts.notify import NotifySettings
+from services.alerts.routes import alerts_router, console_router
+from services.alerts.service import DEFAULT_CLIENT_ID as DEFAULT_ALERTS_CLIENT_ID
+from services.alerts.service import AlertService, AlertServiceSettings
+from services.alerts.settings import AlertSettings
+from services.alerts.store import AlertStore
 from services.inventory.service import (
     InventoryService,
     InventoryServiceSettings,
@@ -44,7 +52,7 @@ from stackpulse.ratelimit import RateLimit
 
 log = logging.getLogger("stackpulse")
 
-COMPONENTS = ("gateway", "occupancy", "inventory", "api")
+COMPONENTS = ("gateway", "occupancy", "inventory", "alerts", "api")
 NEEDS_DB = ("api", "inventory", "alerts")
 
 
@@ -67,6 +75,9 @@ class Runtime:
     inventory: InventoryService | None = None
     inventory_view: InventoryView | None = None
     inventory_settings: InventoryServiceSettings | None = None  # None: defaults, --root
+    alerts: AlertService | None = None
+    alert_settings: AlertSettings | None = None  # the rules' thresholds (api and alerts)
+    alerts_service_settings: AlertServiceSettings | None = None  # None: from the environment
     started: asyncio.Event = field(default_factory=asyncio.Event)
     occupancy_settings: OccupancySettings = field(default_factory=OccupancySettings)
     gateway_settings: GatewaySettings = field(default_factory=GatewaySettings)
@@ -135,8 +146,21 @@ def prepare(settings: Settings, components: Sequence[str] = ()) -> Runtime:
         occupancy_settings=occupancy,
         gateway_settings=gateway,
     )
+    if any(c in ("alerts", "api") for c in components):
+        rt.alert_settings, rt.alerts_service_settings = alert_settings_for(settings)
     open_state(rt, components)
     return rt
+
+
+def alert_settings_for(settings: Settings) -> tuple[AlertSettings, AlertServiceSettings]:
+    """The rules' thresholds and the notification targets, from STACKPULSE_ALERT_*."""
+    try:
+        rules = AlertSettings.from_env(os.environ)
+        notify = NotifySettings.from_env(os.environ)
+    except ValueError as err:  # AlertSettingsError is one; the message names the variable
+        raise SettingsError(None, str(err)) from None
+    client_id = os.environ.get("STACKPULSE_ALERTS_CLIENT_ID") or DEFAULT_ALERTS_CLIENT_ID
+    return rules, AlertServiceSettings(root=settings.root, client_id=client_id, notify=notify)
 
 
 def open_state(rt: Runtime, components: Sequence[str]) -> None:
@@ -234,7 +258,8 @@ async def run_components(rt: Runtime, components: Sequence[str]) -> None:
 async def _run_checked(rt: Runtime, components: Sequence[str]) -> None:
     await check_broker(rt.broker)
     async with AsyncExitStack() as stack:
-        if any(c in components for c in ("gateway", "occupancy", "inventory")):
+        # The api reads the store for the managers' reports.
+        if any(c in components for c in ("gateway", "occupancy", "inventory", "alerts", "api")):
             rt.store = await open_checked_store(rt.settings.store)
             stack.push_async_callback(rt.store.close)
         async with asyncio.TaskGroup() as tg:
@@ -258,6 +283,13 @@ def _start(rt: Runtime, components: Sequence[str], tg: asyncio.TaskGroup) -> Non
         cfg = rt.inventory_settings or InventoryServiceSettings.from_env(os.environ, root=s.root)
         rt.inventory = InventoryService(rt.layouts, catalogs, rt.store, rt.clock, rt.db, cfg)
         tg.create_task(rt.inventory.run(rt.broker), name="inventory")
+    if "alerts" in components:
+        assert rt.db is not None
+        cfg_alerts = rt.alerts_service_settings or AlertServiceSettings(root=s.root)
+        rt.alerts = AlertService(
+            rt.layouts, rt.clock, rt.db, cfg_alerts, rt.alert_settings, series=rt.store
+        )
+        tg.create_task(rt.alerts.run(rt.broker), name="alerts")
     if "api" in components:
         rt.view = OccupancyView(s.root)
         tg.create_task(_view_loop(rt.view, rt.broker, s.root), name="api-view")
@@ -268,11 +300,22 @@ def _start(rt: Runtime, components: Sequence[str], tg: asyncio.TaskGroup) -> Non
         app = build_app(
             rt.view,
             rt.layouts,
+            routers=_alert_routers(rt),
             inventory=rt.inventory_view,
             auth=rt.auth,
             rate_limit=rt.rate_limit,
+            store=rt.store,
+            clock=rt.clock.now,
         )
         tg.create_task(_serve_http(rt, app), name="api-http")
+
+
+def _alert_routers(rt: Runtime) -> list[APIRouter]:
+    """The alert routes (over the state database the alerts service shares) and console."""
+    if rt.db is None:
+        return []
+    book = AlertBook(AlertStore(rt.db), rt.alert_settings or AlertSettings())
+    return [alerts_router(book, rt.layouts, clock=rt.clock.now), console_router(rt.layouts)]
 
 
 async def _view_loop(view: OccupancyView, broker: BrokerAddress, root: str) -> None:
