@@ -2,7 +2,7 @@
 
     python3 -m bench.inventory_scale [--items 1000000] [--runs 3] [--part-size 500]
 
-Generates a library (simulators.generate: LC and Dewey collections, sections tiling
+Generates a library (simulators.scale_library: LC and Dewey collections, sections tiling
 them), writes and loads its layout and catalog (load time and the catalog's RSS printed
 on their own), then builds the shelf `data` messages of two full sweeps (protocol.md
 section 2: one message per section per sweep, parts of at most --part-size items; a few
@@ -39,7 +39,7 @@ from kernel.catalog import Catalog, load_catalog
 from kernel.layout import Layout, load_layout
 from kernel.models import parse_rfc3339
 from services.inventory.model import InventorySettings, Read, SectionReport
-from simulators.generate import SEED, generate
+from simulators.scale_library import SEED, generate
 
 GOAL_SECONDS = 30.0
 GOAL_BYTES = 1 << 30

@@ -11,7 +11,7 @@ from examples.generate import catalog_csv, layout_yaml
 from kernel.callnumbers import parse, section_holds
 from kernel.catalog import Catalog, CatalogError, CatalogItem, load_catalog
 from kernel.layout import Layout, Section, Shelf, Zone, load_layout
-from simulators.generate import generate
+from simulators.scale_library import generate
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples" / "main"
 

@@ -117,7 +117,7 @@ class Library:
         folder.mkdir(parents=True, exist_ok=True)
         data = self.layout_data() | {"catalog": "catalog.csv"}
         layout_path = folder / "layout.yaml"
-        header = "# Written by simulators/generate.py; generate again rather than edit.\n"
+        header = "# Written by simulators/scale_library.py; generate again rather than edit.\n"
         text = yaml.dump(
             data, Dumper=getattr(yaml, "CSafeDumper", yaml.SafeDumper), sort_keys=False
         )
