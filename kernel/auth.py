@@ -9,19 +9,22 @@ Students need no account: public endpoints take no token.
 
 from __future__ import annotations
 
+import functools
 import re
 import secrets
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Literal, get_args
+from typing import TYPE_CHECKING, Literal, get_args
 
 import jwt
 from pwdlib import PasswordHash
 from pwdlib.hashers.argon2 import Argon2Hasher
 
-from kernel.statedb import StateDB, UserRecord
 from kernel.topics import SITE_RE
+
+if TYPE_CHECKING:  # only the types: the database's driver stays unloaded in processes without it
+    from kernel.statedb import StateDB, UserRecord
 
 Role = Literal["staff", "manager", "admin"]
 ROLES: tuple[Role, ...] = get_args(Role)
@@ -45,8 +48,14 @@ ISSUER = "stackpulse"
 DEFAULT_TOKEN_TTL = timedelta(hours=1)
 
 _hasher = PasswordHash((Argon2Hasher(),))
-# Checked against when the user does not exist, so a miss costs as long as a wrong password.
-_DUMMY_HASH = _hasher.hash(secrets.token_urlsafe(16))
+
+
+@functools.cache
+def _dummy_hash() -> str:
+    """Checked against when the user does not exist, so a miss costs as long as a wrong
+    password. Made on first use: an argon2 hash takes tens of MB for a moment, which
+    every process importing this module (the gateway too) paid at import."""
+    return _hasher.hash(secrets.token_urlsafe(16))
 
 
 class AuthError(ValueError):
@@ -122,7 +131,7 @@ def authenticate(db: StateDB, username: str, password: str) -> Principal | None:
     """The user if the password matches its stored hash; None otherwise (blocking: argon2)."""
     user = db.get_user(username) if USERNAME_RE.fullmatch(username) else None
     if user is None:
-        verify_password(password, _DUMMY_HASH)
+        verify_password(password, _dummy_hash())
         return None
     if not verify_password(password, user.password_hash):
         return None
