@@ -20,7 +20,6 @@ from pydantic import SecretStr
 from kernel.clock import ScaledClock
 from kernel.layout import Layout
 from kernel.settings import Settings, SettingsError
-from stackpulse.broker import embedded_broker
 from stackpulse.runtime import COMPONENTS, Runtime, prepare, run_components
 from stackpulse.users import add_demo_login, add_users_parser
 from stackpulse.users import main as users_main
@@ -183,6 +182,8 @@ async def _demo(settings: Settings, speed: float, seed: int) -> int:
         if throwaway_db:  # users and checkpoints of this run only, like the series
             tmp = files.enter_context(tempfile.TemporaryDirectory(prefix="stackpulse-demo-"))
             settings.db = f"sqlite://{Path(tmp) / 'state.db'}"
+        from stackpulse.broker import embedded_broker  # amqtt: the demo's alone
+
         async with embedded_broker() as broker:
             settings.broker = f"mqtt://{broker.host}:{broker.port}"
             if not settings.secret.get_secret_value():  # tokens last as long as the demo

@@ -1,4 +1,8 @@
-"""Builds real adapters from settings and runs the chosen components together."""
+"""Builds real adapters from settings and runs the chosen components together.
+
+What a component needs is imported when it starts: a gateway process does not load the
+web framework, the state database or the password hasher (tens of MB, a second of start).
+"""
 
 from __future__ import annotations
 
@@ -7,48 +11,40 @@ import contextlib
 import ipaddress
 import logging
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import aiomqtt
 import uvicorn
-from fastapi import APIRouter
 
 from gateway.decode import index_sites
 from gateway.service import Gateway, GatewaySettings
 from kernel.aio import Backoff, raise_if_cancelling
-from kernel.auth import AuthError, TokenIssuer, resolve_secret
 from kernel.bus import BrokerAddress, BrokerUrlError, client, parse_broker_url
-from kernel.catalog import CatalogError, load_catalog
+from kernel.catalog import Catalog, CatalogError, load_catalog
 from kernel.clock import Clock, parse_clock
 from kernel.layout import Layout, LayoutError, load_layout
 from kernel.settings import Settings, SettingsError
-from kernel.statedb import StateDB, StateDBError
 from kernel.store.base import SeriesStore, StoreError, StoreRejected
 from kernel.store.factory import open_store
 from kernel.store.influx import InfluxStore
-from services.alerts.lifecycle import AlertBook
-from services.alerts.notify import NotifySettings
-from services.alerts.routes import alerts_router, console_router
-from services.alerts.service import DEFAULT_CLIENT_ID as DEFAULT_ALERTS_CLIENT_ID
-from services.alerts.service import AlertService, AlertServiceSettings
-from services.alerts.settings import AlertSettings
-from services.alerts.store import AlertStore
-from services.inventory.service import (
-    InventoryService,
-    InventoryServiceSettings,
-    load_site_catalog,
-)
-from services.inventory.view import InventoryView
-from services.inventory.view import run_view as run_inventory_view
-from services.occupancy.service import OccupancyService, OccupancySettings
-from services.occupancy.view import OccupancyView, run_view
-from stackpulse.api import build_app
-from stackpulse.auth_routes import AuthService
-from stackpulse.ratelimit import RateLimit
+
+if TYPE_CHECKING:
+    from fastapi import APIRouter
+
+    from kernel.statedb import StateDB
+    from services.alerts.service import AlertService, AlertServiceSettings
+    from services.alerts.settings import AlertSettings
+    from services.inventory.service import InventoryService, InventoryServiceSettings
+    from services.inventory.view import InventoryView
+    from services.occupancy.service import OccupancyService, OccupancySettings
+    from services.occupancy.view import OccupancyView
+    from stackpulse.auth_routes import AuthService
+    from stackpulse.ratelimit import RateLimit
 
 log = logging.getLogger("stackpulse")
 
@@ -68,7 +64,7 @@ class Runtime:
     store: SeriesStore | None = None
     db: StateDB | None = None  # the state database, for the components in NEEDS_DB
     auth: AuthService | None = None  # logins and tokens, for the api
-    rate_limit: RateLimit = field(default_factory=RateLimit)
+    rate_limit: RateLimit | None = None  # set with `auth`
     gateway: Gateway | None = None
     occupancy: OccupancyService | None = None
     view: OccupancyView | None = None
@@ -79,11 +75,15 @@ class Runtime:
     alert_settings: AlertSettings | None = None  # the rules' thresholds (api and alerts)
     alerts_service_settings: AlertServiceSettings | None = None  # None: from the environment
     started: asyncio.Event = field(default_factory=asyncio.Event)
-    occupancy_settings: OccupancySettings = field(default_factory=OccupancySettings)
+    occupancy_settings: OccupancySettings | None = None  # None: the defaults
     gateway_settings: GatewaySettings = field(default_factory=GatewaySettings)
+    catalogs: dict[str, Catalog] = field(default_factory=dict)  # loaded by prepare, by site
 
 
-def load_layouts(settings: Settings) -> tuple[list[Layout], list[Path]]:
+def load_layouts(
+    settings: Settings, *, catalogs: dict[str, Catalog] | None = None
+) -> tuple[list[Layout], list[Path]]:
+    """The layouts of the settings, checked; with `catalogs`, their catalogs loaded into it."""
     paths = [Path(p) for p in settings.layout_paths()]
     if not paths:
         raise SettingsError("--layout", "no layout file given")
@@ -98,15 +98,17 @@ def load_layouts(settings: Settings) -> tuple[list[Layout], list[Path]]:
     sites = [lay.site for lay in layouts]
     if len(set(sites)) != len(sites):
         raise SettingsError("--layout", f"two layouts describe the same site: {sites}")
-    for lay in layouts:
-        check_catalog(lay)
+    if catalogs is not None:
+        for lay in layouts:
+            if (catalog := check_catalog(lay)) is not None:
+                catalogs[lay.site] = catalog
     return layouts, paths
 
 
-def check_catalog(layout: Layout) -> None:
+def check_catalog(layout: Layout) -> Catalog | None:
     """An unreadable catalog stops the start; bad rows are reported and the rest loads."""
     if not layout.catalog:
-        return
+        return None
     try:
         catalog = load_catalog(layout.catalog, layout)
     except CatalogError as err:
@@ -115,6 +117,7 @@ def check_catalog(layout: Layout) -> None:
         log.warning("%s", catalog.summary())
         for problem in catalog.errors[:5]:
             log.warning("  %s", problem)
+    return catalog
 
 
 def prepare(settings: Settings, components: Sequence[str] = ()) -> Runtime:
@@ -122,7 +125,12 @@ def prepare(settings: Settings, components: Sequence[str] = ()) -> Runtime:
 
     For `components` that need them it also opens the state database and the logins.
     """
-    layouts, files = load_layouts(settings)
+    # Only the inventory reads a catalog (1,000,000 items: seconds and hundreds of MB):
+    # others do not load it. An empty `components` checks everything.
+    catalogs: dict[str, Catalog] | None = None
+    if not components or "inventory" in components:
+        catalogs = {}
+    layouts, files = load_layouts(settings, catalogs=catalogs)
     try:
         broker = parse_broker_url(settings.broker)
     except BrokerUrlError as err:
@@ -132,6 +140,8 @@ def prepare(settings: Settings, components: Sequence[str] = ()) -> Runtime:
     except ValueError as err:
         raise SettingsError("--clock", str(err)) from None
     settings.http_bind()
+    from services.occupancy.service import OccupancySettings
+
     try:
         occupancy = OccupancySettings.from_env(os.environ, root=settings.root)
     except ValueError as err:
@@ -145,6 +155,7 @@ def prepare(settings: Settings, components: Sequence[str] = ()) -> Runtime:
         clock,
         occupancy_settings=occupancy,
         gateway_settings=gateway,
+        catalogs=catalogs or {},
     )
     if any(c in ("alerts", "api") for c in components):
         rt.alert_settings, rt.alerts_service_settings = alert_settings_for(settings)
@@ -154,6 +165,11 @@ def prepare(settings: Settings, components: Sequence[str] = ()) -> Runtime:
 
 def alert_settings_for(settings: Settings) -> tuple[AlertSettings, AlertServiceSettings]:
     """The rules' thresholds and the notification targets, from STACKPULSE_ALERT_*."""
+    from services.alerts.notify import NotifySettings
+    from services.alerts.service import DEFAULT_CLIENT_ID as DEFAULT_ALERTS_CLIENT_ID
+    from services.alerts.service import AlertServiceSettings
+    from services.alerts.settings import AlertSettings
+
     try:
         rules = AlertSettings.from_env(os.environ)
         notify = NotifySettings.from_env(os.environ)
@@ -178,6 +194,8 @@ def open_state(rt: Runtime, components: Sequence[str]) -> None:
 
 
 def open_checked_db(url: str) -> StateDB:
+    from kernel.statedb import StateDB, StateDBError
+
     try:
         return StateDB.open(url)
     except StateDBError as err:
@@ -186,6 +204,10 @@ def open_checked_db(url: str) -> StateDB:
 
 def auth_for(settings: Settings, db: StateDB) -> tuple[AuthService, RateLimit]:
     """Logins over `db`; without STACKPULSE_SECRET only an API on loopback may start."""
+    from kernel.auth import AuthError, TokenIssuer, resolve_secret
+    from stackpulse.auth_routes import AuthService
+    from stackpulse.ratelimit import RateLimit
+
     host, _ = settings.http_bind()
     try:
         secret = resolve_secret(settings.secret.get_secret_value(), development=_loopback(host))
@@ -268,79 +290,113 @@ async def _run_checked(rt: Runtime, components: Sequence[str]) -> None:
 
 
 def _start(rt: Runtime, components: Sequence[str], tg: asyncio.TaskGroup) -> None:
-    s = rt.settings
-    if "gateway" in components:
-        assert rt.store is not None
-        rt.gateway = Gateway(index_sites(rt.layouts), rt.store, rt.clock, rt.gateway_settings)
-        tg.create_task(rt.gateway.run(rt.broker), name="gateway")
-    if "occupancy" in components:
-        assert rt.store is not None
-        rt.occupancy = OccupancyService(rt.layouts, rt.store, rt.clock, rt.occupancy_settings)
-        tg.create_task(rt.occupancy.run(rt.broker), name="occupancy")
-    if "inventory" in components:
-        assert rt.store is not None
-        catalogs = {lay.site: load_site_catalog(lay) for lay in rt.layouts}
-        cfg = rt.inventory_settings or InventoryServiceSettings.from_env(os.environ, root=s.root)
-        rt.inventory = InventoryService(rt.layouts, catalogs, rt.store, rt.clock, rt.db, cfg)
-        tg.create_task(rt.inventory.run(rt.broker), name="inventory")
-    if "alerts" in components:
-        assert rt.db is not None
-        cfg_alerts = rt.alerts_service_settings or AlertServiceSettings(root=s.root)
-        rt.alerts = AlertService(
-            rt.layouts, rt.clock, rt.db, cfg_alerts, rt.alert_settings, series=rt.store
-        )
-        tg.create_task(rt.alerts.run(rt.broker), name="alerts")
-    if "api" in components:
-        rt.view = OccupancyView(s.root)
-        tg.create_task(_view_loop(rt.view, rt.broker, s.root), name="api-view")
-        rt.inventory_view = InventoryView(s.root)
-        tg.create_task(
-            _inventory_view_loop(rt.inventory_view, rt.broker, s.root), name="api-inventory-view"
-        )
-        app = build_app(
-            rt.view,
-            rt.layouts,
-            routers=_alert_routers(rt),
-            inventory=rt.inventory_view,
-            auth=rt.auth,
-            rate_limit=rt.rate_limit,
-            store=rt.store,
-            clock=rt.clock.now,
-        )
-        tg.create_task(_serve_http(rt, app), name="api-http")
+    starters = {
+        "gateway": _start_gateway,
+        "occupancy": _start_occupancy,
+        "inventory": _start_inventory,
+        "alerts": _start_alerts,
+        "api": _start_api,
+    }
+    for name in COMPONENTS:
+        if name in components:
+            starters[name](rt, tg)
+
+
+def _start_gateway(rt: Runtime, tg: asyncio.TaskGroup) -> None:
+    assert rt.store is not None
+    rt.gateway = Gateway(index_sites(rt.layouts), rt.store, rt.clock, rt.gateway_settings)
+    tg.create_task(rt.gateway.run(rt.broker), name="gateway")
+
+
+def _start_occupancy(rt: Runtime, tg: asyncio.TaskGroup) -> None:
+    from services.occupancy.service import OccupancyService
+
+    assert rt.store is not None
+    rt.occupancy = OccupancyService(rt.layouts, rt.store, rt.clock, rt.occupancy_settings)
+    tg.create_task(rt.occupancy.run(rt.broker), name="occupancy")
+
+
+def _start_inventory(rt: Runtime, tg: asyncio.TaskGroup) -> None:
+    from services.inventory.service import (
+        InventoryService,
+        InventoryServiceSettings,
+        load_site_catalog,
+    )
+
+    assert rt.store is not None
+    catalogs = {lay.site: rt.catalogs.get(lay.site) or load_site_catalog(lay) for lay in rt.layouts}
+    root = rt.settings.root
+    cfg = rt.inventory_settings or InventoryServiceSettings.from_env(os.environ, root=root)
+    rt.inventory = InventoryService(rt.layouts, catalogs, rt.store, rt.clock, rt.db, cfg)
+    tg.create_task(rt.inventory.run(rt.broker), name="inventory")
+
+
+def _start_alerts(rt: Runtime, tg: asyncio.TaskGroup) -> None:
+    from services.alerts.service import AlertService, AlertServiceSettings
+
+    assert rt.db is not None
+    cfg = rt.alerts_service_settings or AlertServiceSettings(root=rt.settings.root)
+    rt.alerts = AlertService(rt.layouts, rt.clock, rt.db, cfg, rt.alert_settings, series=rt.store)
+    tg.create_task(rt.alerts.run(rt.broker), name="alerts")
+
+
+def _start_api(rt: Runtime, tg: asyncio.TaskGroup) -> None:
+    from services.inventory.view import InventoryView
+    from services.inventory.view import run_view as follow_inventory
+    from services.occupancy.view import OccupancyView
+    from services.occupancy.view import run_view as follow_occupancy
+    from stackpulse.api import build_app
+
+    root = rt.settings.root
+    rt.view = occupancy = OccupancyView(root)
+    rt.inventory_view = inventory = InventoryView(root)
+    tg.create_task(
+        _follow("api view", lambda m: follow_occupancy(occupancy, m, root), rt.broker),
+        name="api-view",
+    )
+    tg.create_task(
+        _follow("api inventory view", lambda m: follow_inventory(inventory, m, root), rt.broker),
+        name="api-inventory-view",
+    )
+    app = build_app(
+        occupancy,
+        rt.layouts,
+        routers=_alert_routers(rt),
+        inventory=inventory,
+        auth=rt.auth,
+        rate_limit=rt.rate_limit,
+        store=rt.store,
+        clock=rt.clock.now,
+    )
+    tg.create_task(_serve_http(rt, app), name="api-http")
 
 
 def _alert_routers(rt: Runtime) -> list[APIRouter]:
     """The alert routes (over the state database the alerts service shares) and console."""
+    from services.alerts.lifecycle import AlertBook
+    from services.alerts.routes import alerts_router, console_router
+    from services.alerts.settings import AlertSettings
+    from services.alerts.store import AlertStore
+
     if rt.db is None:
         return []
     book = AlertBook(AlertStore(rt.db), rt.alert_settings or AlertSettings())
     return [alerts_router(book, rt.layouts, clock=rt.clock.now), console_router(rt.layouts)]
 
 
-async def _view_loop(view: OccupancyView, broker: BrokerAddress, root: str) -> None:
+async def _follow(
+    what: str, follow: Callable[[aiomqtt.Client], Awaitable[None]], broker: BrokerAddress
+) -> None:
+    """Run `follow` on a connection to the broker, again after each loss, with backoff."""
     backoff = Backoff()
     while True:
         raise_if_cancelling()
         try:
             async with client(broker) as mqtt:
                 backoff.reset()
-                await run_view(view, mqtt, root)
+                await follow(mqtt)
         except aiomqtt.MqttError as err:
-            log.warning("api view lost the broker: %s; reconnecting", err)
-            await asyncio.sleep(backoff.next())
-
-
-async def _inventory_view_loop(view: InventoryView, broker: BrokerAddress, root: str) -> None:
-    backoff = Backoff()
-    while True:
-        raise_if_cancelling()
-        try:
-            async with client(broker) as mqtt:
-                backoff.reset()
-                await run_inventory_view(view, mqtt, root)
-        except aiomqtt.MqttError as err:
-            log.warning("api inventory view lost the broker: %s; reconnecting", err)
+            log.warning("%s lost the broker: %s; reconnecting", what, err)
             await asyncio.sleep(backoff.next())
 
 

@@ -6,11 +6,13 @@ import argparse
 import getpass
 import secrets
 import sys
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
 from kernel.auth import ROLES, AuthError, check_new_user, hash_password
 from kernel.settings import Settings
-from kernel.statedb import StateDB, StateDBError, UserExistsError
+
+if TYPE_CHECKING:
+    from kernel.statedb import StateDB
 
 
 def add_users_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -33,6 +35,8 @@ def add_users_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -
 
 def main(args: argparse.Namespace, stdin: TextIO | None = None) -> int:
     """Run a `users` action; one `stackpulse: ...` line and exit 2 on any problem."""
+    from kernel.statedb import StateDB, StateDBError, UserExistsError
+
     settings = Settings(**({"db": args.db} if args.db else {}))
     try:
         with StateDB.open(settings.db) as db:
