@@ -6,9 +6,9 @@ a wake-up byte to its loop; and it decodes each PUBLISH with freshly built struc
 into a message object matched against its callback tree. At thousands of messages a
 second that was most of the gateway's time. `FastClient` reads the socket in large
 chunks and lets paho take its packets from memory, acknowledges a batch of messages in
-one write, and hands MQTT 3.1.1 QoS 0/1 publishes to `on_fast_message(topic, payload,
-mid)` straight from the packet. Everything else (connect, QoS 2, MQTT 5, malformed
-packets) and the MQTT state machine stay paho's.
+one write, and hands QoS 0/1 publishes (MQTT 3.1.1 and 5) to `on_fast_message(topic,
+payload, mid)` straight from the packet. Everything else (connect, QoS 2, topic aliases,
+malformed packets) and the MQTT state machine stay paho's.
 """
 
 from __future__ import annotations
@@ -82,6 +82,23 @@ class BufferedSocket:
         return getattr(self._sock, name)
 
 
+def _skip_properties(packet: bytes | bytearray, pos: int) -> int:
+    """Where an MQTT 5 PUBLISH's payload starts, past its properties; -1 if cut short.
+
+    The gateway needs none of them (payload format, expiry, user properties); a topic
+    alias would come with an empty topic, which the caller hands to paho.
+    """
+    length, shift = 0, 0
+    for i in range(pos, min(pos + 4, len(packet))):
+        byte = packet[i]
+        length |= (byte & 0x7F) << shift
+        if not byte & 0x80:
+            end = i + 1 + length
+            return end if end <= len(packet) else -1
+        shift += 7
+    return -1
+
+
 class FastClient(paho.Client):
     """paho's Client reading through a `BufferedSocket`, with `ack_many` and
     `on_fast_message`."""
@@ -107,13 +124,18 @@ class FastClient(paho.Client):
         handler = self.on_fast_message
         header: int = self._in_packet["command"]
         qos = (header & 0x06) >> 1
-        if handler is None or qos == 2 or self._protocol == paho.MQTTv5:
+        if handler is None or qos == 2:
             return super()._handle_publish()
         packet = self._in_packet["packet"]
         end = 2 + ((packet[0] << 8) | packet[1]) if len(packet) >= 2 else 0
         start = end + 2 if qos else end
         if end <= 2 or len(packet) < start:
-            return super()._handle_publish()  # malformed: paho says so and drops the link
+            # Malformed (paho says so and drops the link), or an MQTT 5 topic alias.
+            return super()._handle_publish()
+        if self._protocol == paho.MQTTv5:
+            start = _skip_properties(packet, start)
+            if start < 0:
+                return super()._handle_publish()
         try:
             topic = bytes(packet[2:end]).decode()
         except UnicodeDecodeError:

@@ -305,7 +305,7 @@ class Gateway:
                 log.exception("could not handle a message on %s", topic[:200])
 
         def on_message(_c: paho.Client, _u: object, msg: paho.MQTTMessage) -> None:
-            # What paho decodes itself: MQTT 5 (shared subscriptions) and QoS 2.
+            # What paho decodes itself: QoS 2 and MQTT 5 topic aliases.
             raw = msg.payload if isinstance(msg.payload, bytes) else bytes(msg.payload)
             on_fast_message(msg.topic, raw, msg.mid if msg.qos else None)
 

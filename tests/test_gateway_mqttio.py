@@ -10,7 +10,9 @@ from collections.abc import Callable
 
 import paho.mqtt.client as paho
 import pytest
-from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
 
 from gateway.mqttio import READ_SIZE, BufferedSocket, FastClient
 from tests.support.procs import MosquittoProc
@@ -127,12 +129,18 @@ def test_fast_client_reads_every_packet_and_acks_in_batches(
 
 
 @pytest.mark.integration
-def test_fast_handler_gets_topic_payload_and_mid(mosquitto: MosquittoProc, mqtt_root: str) -> None:
-    """QoS 0 and 1 publishes reach `on_fast_message` with paho's own topic and payload;
-    a QoS 0 one has no message id; a QoS 2 one still goes through paho's on_message."""
+@pytest.mark.parametrize("protocol", [paho.MQTTv311, paho.MQTTv5])
+def test_fast_handler_gets_topic_payload_and_mid(
+    mosquitto: MosquittoProc, mqtt_root: str, protocol: MQTTProtocolVersion
+) -> None:
+    """QoS 0 and 1 publishes reach `on_fast_message` with paho's own topic and payload
+    (MQTT 5: past the properties); a QoS 0 one has no message id; a QoS 2 one still goes
+    through paho's on_message."""
     fast: list[tuple[str, bytes, int | None]] = []
     classic: list[tuple[str, bytes, int]] = []
-    sub = FastClient(CallbackAPIVersion.VERSION2, client_id=f"h-{uuid.uuid4().hex[:8]}")
+    sub = FastClient(
+        CallbackAPIVersion.VERSION2, client_id=f"h-{uuid.uuid4().hex[:8]}", protocol=protocol
+    )
     sub.on_fast_message = lambda t, p, m: fast.append((t, p, m))
     sub.on_message = lambda _c, _u, msg: classic.append((msg.topic, bytes(msg.payload), msg.qos))
     sub.connect("127.0.0.1", mosquitto.port)
@@ -140,16 +148,24 @@ def test_fast_handler_gets_topic_payload_and_mid(mosquitto: MosquittoProc, mqtt_
     sub.loop_start()
     try:
         time.sleep(0.3)
-        pub = paho.Client(CallbackAPIVersion.VERSION2, client_id=f"p-{uuid.uuid4().hex[:6]}")
+        pub = paho.Client(
+            CallbackAPIVersion.VERSION2, client_id=f"p-{uuid.uuid4().hex[:6]}", protocol=protocol
+        )
         pub.connect("127.0.0.1", mosquitto.port)
         pub.loop_start()
+        props = None
+        if protocol == paho.MQTTv5:  # properties the broker passes on, before the payload
+            props = Properties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]
+            props.UserProperty = [("k", "v" * 300)]  # a properties length over 127: 2 bytes
+            props.MessageExpiryInterval = 3600
+            props.ContentType = "application/json"
         sent = [
             (f"{mqtt_root}/a/b", b'{"x":1}', 1),
             (f"{mqtt_root}/lecture-hall/caf\u00e9", b"", 0),
             (f"{mqtt_root}/z", b"\x00\xff" * 1000, 1),
         ]
         for topic, payload, qos in sent:
-            pub.publish(topic, payload, qos=qos).wait_for_publish(timeout=10)
+            pub.publish(topic, payload, qos=qos, properties=props).wait_for_publish(timeout=10)
         pub.publish(f"{mqtt_root}/two", b"q2", qos=2).wait_for_publish(timeout=10)
         _wait(lambda: len(fast) >= 3 and len(classic) >= 1, 10)
         pub.loop_stop()
