@@ -17,7 +17,7 @@ import asyncio
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, HTTPException, Request
 from fastapi.security import OAuth2PasswordBearer, OAuth2PasswordRequestForm
@@ -80,6 +80,15 @@ class Me(BaseModel):
     sites: list[str]
     all_sites: bool
     scopes: list[str]
+
+
+class ErrorDetail(BaseModel):
+    detail: str
+
+
+UNAVAILABLE: dict[int | str, dict[str, Any]] = {
+    503: {"model": ErrorDetail, "description": "Logins are not configured on this server"}
+}
 
 
 def _unauthorized(detail: str, error: str | None = None) -> HTTPException:
@@ -153,7 +162,13 @@ def auth_router() -> APIRouter:
     """`POST /api/v1/auth/token` (OAuth2 password grant) and `GET /api/v1/auth/me`."""
     router = APIRouter(prefix="/api/v1/auth", tags=["auth"])
 
-    @router.post("/token")
+    @router.post(
+        "/token",
+        responses={
+            401: {"model": ErrorDetail, "description": "Wrong username or password"},
+            **UNAVAILABLE,
+        },
+    )
     async def token(
         request: Request, form: Annotated[OAuth2PasswordRequestForm, Depends()]
     ) -> Token:
@@ -166,7 +181,13 @@ def auth_router() -> APIRouter:
             expires_in=int(service.tokens.ttl.total_seconds()),
         )
 
-    @router.get("/me")
+    @router.get(
+        "/me",
+        responses={
+            401: {"model": ErrorDetail, "description": "No or a bad bearer token"},
+            **UNAVAILABLE,
+        },
+    )
     async def me(who: AnyStaff) -> Me:
         return Me(
             username=who.username,

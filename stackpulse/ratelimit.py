@@ -7,7 +7,9 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
+from pydantic import BaseModel
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
 
@@ -29,6 +31,27 @@ class RateLimit:
     @property
     def enabled(self) -> bool:
         return self.rate > 0
+
+
+class TooManyRequests(BaseModel):
+    detail: str
+
+
+def limited_responses(limit: RateLimit | None) -> dict[int | str, dict[str, Any]]:
+    """The 429 a route under the limit may answer, for its `responses=`; none when off."""
+    if limit is None or not limit.enabled:
+        return {}
+    retry_after = {
+        "description": "Whole seconds until a request may go",
+        "schema": {"type": "integer", "minimum": 1},
+    }
+    return {
+        429: {
+            "model": TooManyRequests,
+            "description": "Too many requests from this client; retry after Retry-After",
+            "headers": {"Retry-After": retry_after},
+        }
+    }
 
 
 class Buckets:

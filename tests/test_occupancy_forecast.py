@@ -106,7 +106,7 @@ def test_snapshots_carry_the_typical_figure_once_a_profile_exists() -> None:
     site = SiteOccupancy(layout, SeatTiming(), "lib/v1")
     at = datetime(2026, 11, 24, 10, 30, tzinfo=UTC)
     assert all(p.measurement == "zone_occupancy" for p in site.zone_points(at))
-    first, *others = layout.zones
+    first = layout.zones[0]
     site.profile = {first.id: {hour_of_week(at, layout.tz): 12.5}}
     typical = [p for p in site.zone_points(at) if p.measurement == "zone_typical"]
     assert [(p.tags["zone"], p.fields["typical"]) for p in typical] == [(first.id, 12.5)]

@@ -111,7 +111,7 @@ def reports_router(
 
     @router.get(
         "/sites/{site}/reports/daily.html",
-        response_class=HTMLResponse,
+        response_class=Response,  # not HTMLResponse: that would document the errors as HTML
         responses={200: {"content": {"text/html": {}}}, **RESPONSES},
     )
     async def daily_html(
