@@ -10,22 +10,19 @@ from __future__ import annotations
 
 from typing import Final
 
-from grafana_foundation_sdk.builders import common as common_b
-from grafana_foundation_sdk.builders import dashboard as dash_b
-from grafana_foundation_sdk.builders import table
 from grafana_foundation_sdk.models import common, units
 from grafana_foundation_sdk.models import dashboard as dash_m
 
 from dashboards.common import (
-    DS,
     SITE,
     PanelBuilder,
     board,
-    datasource_variable,
+    counts_over_time,
+    counts_per_interval,
+    durations_over_time,
     hide_columns,
-    over_time,
-    plain_thresholds,
-    site_variable,
+    site_dashboard,
+    table_panel,
     target,
 )
 from kernel.schema import ALERT_TRANSITION
@@ -48,17 +45,15 @@ def _open_panel() -> PanelBuilder:
         fill="previous",  # the count holds between transitions
     )
     return (
-        over_time(
+        counts_over_time(
             "Open alerts by rule and severity",
             "Alerts still active (acknowledged or not), per rule and severity, as of each"
             " transition; the line holds its value until the next one.",
+            span=16,
         )
         .with_target(target(alias=_BY_RULE).select(q))
         .draw_style(common.GraphDrawStyle.LINE)
         .line_interpolation(common.LineInterpolation.STEP_AFTER)
-        .unit(units.Short)
-        .decimals(0)
-        .span(16)
     )
 
 
@@ -70,16 +65,15 @@ def _open_now_panel() -> PanelBuilder:
         group_by_tags=("rule", "severity"),
     )
     panel = (
-        table.Panel()
-        .title("Open now")
-        .description("Active alerts per rule and severity after the latest transition.")
-        .datasource(DS)
+        table_panel(
+            "Open now",
+            "Active alerts per rule and severity after the latest transition.",
+            sort_by="open",
+            descending=True,
+            span=8,
+        )
         .with_target(target().select(q).result_format("table"))
         .with_transformation(hide_columns("Time"))
-        .sort_by([common_b.TableSortByFieldState().display_name("open").desc(True)])
-        .thresholds(plain_thresholds())
-        .height(9)
-        .span(8)
     )
     mappings = dash_m.ValueMap(
         options={
@@ -106,20 +100,12 @@ def _transitions_panel() -> PanelBuilder:
         group_by_tags=("kind",),
         fill="0",
     )
-    return (
-        over_time(
-            "Transitions",
-            "Alerts opened, acknowledged, cleared, escalated and notified again, per interval.",
-            interval="15m",
-        )
-        .with_target(target(alias="$tag_kind").select(q))
-        .draw_style(common.GraphDrawStyle.BARS)
-        .stacking(common_b.StackingConfig().mode(common.StackingMode.NORMAL))
-        .fill_opacity(70)
-        .unit(units.Short)
-        .decimals(0)
-        .span(12)
-    )
+    return counts_per_interval(
+        "Transitions",
+        "Alerts opened, acknowledged, cleared, escalated and notified again, per interval.",
+        interval="15m",
+        span=12,
+    ).with_target(target(alias="$tag_kind").select(q))
 
 
 def _latency_over_time_panel() -> PanelBuilder:
@@ -133,21 +119,18 @@ def _latency_over_time_panel() -> PanelBuilder:
         )
 
     return (
-        over_time(
+        durations_over_time(
             "Time to acknowledge and to clear",
             "Mean seconds from opening to the first acknowledgement, and to clearing (by"
             " staff or because the condition ended), of the alerts acked or cleared in each"
             " interval, per severity.",
             interval="1h",
+            span=12,
         )
         .with_target(target("A", alias="ack $tag_severity").select(q("acked", "seconds_to_ack")))
         .with_target(
             target("B", alias="clear $tag_severity").select(q("cleared", "seconds_to_clear"))
         )
-        .draw_style(common.GraphDrawStyle.POINTS)
-        .point_size(6)
-        .unit(units.DurationSeconds)
-        .span(12)
     )
 
 
@@ -166,13 +149,14 @@ def _latency_table_panel() -> PanelBuilder:
 
     seconds = [dash_m.DynamicConfigValue(id_val="unit", value=units.DurationSeconds)]
     panel = (
-        table.Panel()
-        .title("Time to acknowledge and clear, by rule")
-        .description(
+        table_panel(
+            "Time to acknowledge and clear, by rule",
             "Per rule and severity over the time range: alerts acknowledged and cleared, and"
-            " their mean and longest time from opening."
+            " their mean and longest time from opening.",
+            sort_by="mean_ack",
+            descending=True,
+            span=24,
         )
-        .datasource(DS)
         .with_target(target("A").select(q("acked", "seconds_to_ack", "ack")).result_format("table"))
         .with_target(
             target("B").select(q("cleared", "seconds_to_clear", "clear")).result_format("table")
@@ -180,10 +164,6 @@ def _latency_table_panel() -> PanelBuilder:
         # One row per rule and severity, the two queries side by side.
         .with_transformation(dash_m.DataTransformerConfig(id_val="merge", options={}))
         .with_transformation(hide_columns("Time"))
-        .sort_by([common_b.TableSortByFieldState().display_name("mean_ack").desc(True)])
-        .thresholds(plain_thresholds())
-        .height(9)
-        .span(24)
     )
     for column in ("mean_ack", "longest_ack", "mean_clear", "longest_clear"):
         panel = panel.override_by_name(column, seconds)
@@ -192,17 +172,14 @@ def _latency_table_panel() -> PanelBuilder:
 
 def alerts_dashboard() -> dash_m.Dashboard:
     """One site's alerts: what is open, how fast staff acknowledge and clear them."""
-    builder = (
-        dash_b.Dashboard("StackPulse — Alerts")
-        .uid(ALERTS_UID)
-        .description("Open alerts by rule and severity; time to acknowledge and to clear.")
-        .tags(["stackpulse", "alerts"])
-        .readonly()  # edits belong in dashboards/alerts.py; the JSON is generated
-        .timezone("browser")
-        .time("now-7d", "now")
-        .refresh("1m")
-        .with_variable(datasource_variable())
-        .with_variable(site_variable(ALERT_TRANSITION))
+    builder = site_dashboard(
+        "StackPulse — Alerts",
+        uid=ALERTS_UID,
+        description="Open alerts by rule and severity; time to acknowledge and to clear.",
+        tags=("stackpulse", "alerts"),
+        time_from="now-7d",
+        refresh="1m",
+        measurement=ALERT_TRANSITION,
     )
     panels = [
         _open_panel(),

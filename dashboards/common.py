@@ -14,7 +14,7 @@ from grafana_foundation_sdk.builders import (
 )
 from grafana_foundation_sdk.builders import common as common_b
 from grafana_foundation_sdk.builders import dashboard as dash_b
-from grafana_foundation_sdk.models import common
+from grafana_foundation_sdk.models import common, units
 from grafana_foundation_sdk.models import dashboard as dash_m
 
 from dashboards.influx import DATASOURCE_TYPE, InfluxQLTarget, show_tag_values
@@ -27,13 +27,19 @@ __all__ = [
     "ZONE",
     "PanelBuilder",
     "board",
+    "count_bars",
+    "counts_over_time",
+    "counts_per_interval",
     "datasource_variable",
+    "durations_over_time",
     "hide_columns",
     "last_value",
     "legend",
     "over_time",
     "plain_thresholds",
+    "site_dashboard",
     "site_variable",
+    "table_panel",
     "target",
     "zone_variable",
 ]
@@ -99,6 +105,79 @@ def over_time(title: str, description: str, *, interval: str = "1m") -> timeseri
     )
 
 
+def counts_over_time(
+    title: str, description: str, *, span: int, interval: str = "1m"
+) -> timeseries.Panel:
+    """`over_time` for whole counts (people, items, alerts, devices)."""
+    return over_time(title, description, interval=interval).unit(units.Short).decimals(0).span(span)
+
+
+def counts_per_interval(
+    title: str, description: str, *, interval: str, span: int
+) -> timeseries.Panel:
+    """Counts per `interval` as stacked bars: events, not levels."""
+    return (
+        counts_over_time(title, description, interval=interval, span=span)
+        .draw_style(common.GraphDrawStyle.BARS)
+        .stacking(common_b.StackingConfig().mode(common.StackingMode.NORMAL))
+        .fill_opacity(70)
+    )
+
+
+def durations_over_time(
+    title: str, description: str, *, interval: str, span: int
+) -> timeseries.Panel:
+    """Seconds something took, a point per series and interval."""
+    return (
+        over_time(title, description, interval=interval)
+        .draw_style(common.GraphDrawStyle.POINTS)
+        .point_size(6)
+        .unit(units.DurationSeconds)
+        .span(span)
+    )
+
+
+def count_bars(title: str, description: str, *, span: int, color: str = "blue") -> bargauge.Panel:
+    """Horizontal bars of counts, one per series, in one `color`."""
+    return (
+        bargauge.Panel()
+        .title(title)
+        .description(description)
+        .datasource(DS)
+        .orientation(common.VizOrientation.HORIZONTAL)
+        .display_mode(common.BarGaugeDisplayMode.BASIC)
+        .unit(units.Short)
+        .decimals(0)
+        .min(0)
+        .thresholds(plain_thresholds(color))
+        .height(9)
+        .span(span)
+    )
+
+
+def table_panel(
+    title: str,
+    description: str,
+    *,
+    sort_by: str,
+    descending: bool = False,
+    span: int,
+    height: int = 9,
+) -> table.Panel:
+    """A table sorted by the column `sort_by`; the caller adds targets and transformations."""
+    sort = common_b.TableSortByFieldState().display_name(sort_by)
+    return (
+        table.Panel()
+        .title(title)
+        .description(description)
+        .datasource(DS)
+        .sort_by([sort.desc(True) if descending else sort])
+        .thresholds(plain_thresholds())
+        .height(height)
+        .span(span)
+    )
+
+
 def hide_columns(*names: str, rename: dict[str, str] | None = None) -> dash_m.DataTransformerConfig:
     return dash_m.DataTransformerConfig(
         id_val="organize",
@@ -143,6 +222,31 @@ def zone_variable(measurement: str) -> dash_b.QueryVariable:
         .multi(True)
         .include_all(True)
         .current(dash_m.VariableOption(selected=True, text="All", value="$__all"))
+    )
+
+
+def site_dashboard(
+    title: str,
+    *,
+    uid: str,
+    description: str,
+    tags: Sequence[str],
+    time_from: str,
+    refresh: str,
+    measurement: str,
+) -> dash_b.Dashboard:
+    """A read-only dashboard of one site at a time (the site list from `measurement`)."""
+    return (
+        dash_b.Dashboard(title)
+        .uid(uid)
+        .description(description)
+        .tags(list(tags))
+        .readonly()  # edits belong in the dashboards/ module that builds it; the JSON is generated
+        .timezone("browser")
+        .time(time_from, "now")
+        .refresh(refresh)
+        .with_variable(datasource_variable())
+        .with_variable(site_variable(measurement))
     )
 
 

@@ -11,23 +11,23 @@ from __future__ import annotations
 
 from typing import Final
 
-from grafana_foundation_sdk.builders import bargauge, histogram, table
-from grafana_foundation_sdk.builders import common as common_b
 from grafana_foundation_sdk.builders import dashboard as dash_b
-from grafana_foundation_sdk.models import common, units
+from grafana_foundation_sdk.builders import histogram
 from grafana_foundation_sdk.models import dashboard as dash_m
+from grafana_foundation_sdk.models import units
 
 from dashboards.common import (
     DS,
     SITE,
     PanelBuilder,
     board,
-    datasource_variable,
+    count_bars,
+    counts_over_time,
+    counts_per_interval,
     hide_columns,
     legend,
-    over_time,
-    plain_thresholds,
-    site_variable,
+    site_dashboard,
+    table_panel,
     target,
 )
 from dashboards.influx import Arith, Call, InfluxQLTarget
@@ -61,11 +61,12 @@ def _battery_thresholds() -> dash_b.ThresholdsConfig:
 
 
 def _heard_panel() -> PanelBuilder:
-    panel = over_time(
+    panel = counts_over_time(
         "Devices heard",
         "Gates, seat sensors and shelf readers that sent at least one accepted message in"
         " each interval. A drop is devices gone silent (flat battery, network, power).",
         interval=HEARD_INTERVAL,
+        span=16,
     )
     for ref_id, kind in zip("ABC", _HEARD_KINDS, strict=True):
         inner = Query(
@@ -77,7 +78,7 @@ def _heard_panel() -> PanelBuilder:
         )
         outer = Query("per_device", (Agg("count", "seq", kind),), group_by_time="auto")
         panel = panel.with_target(target(ref_id).select_nested(outer, inner))
-    return panel.unit(units.Short).decimals(0).span(16)
+    return panel
 
 
 def _status_panel() -> PanelBuilder:
@@ -94,17 +95,16 @@ def _status_panel() -> PanelBuilder:
         }
     )
     return (
-        table.Panel()
-        .title("Device status")
-        .description(
+        table_panel(
+            "Device status",
             "Each device's last birth or Last Will (retained status message) in the last"
-            f" {STATUS_WINDOW}: offline devices first."
+            f" {STATUS_WINDOW}: offline devices first.",
+            sort_by="online",
+            span=8,
         )
-        .datasource(DS)
         .time_from(STATUS_WINDOW)
         .with_target(target().select(q).result_format("table"))
         .with_transformation(hide_columns("Time"))
-        .sort_by([common_b.TableSortByFieldState().display_name("online")])
         .override_by_name(
             "online",
             [
@@ -114,33 +114,23 @@ def _status_panel() -> PanelBuilder:
                 ),
             ],
         )
-        .thresholds(plain_thresholds())
-        .height(9)
-        .span(8)
     )
 
 
 def _silent_panel() -> PanelBuilder:
-    panel = (
-        table.Panel()
-        .title("Last heard")
-        .description(
-            "When each device's last accepted message came, oldest first: the silent ones"
-            " top the list."
-        )
-        .datasource(DS)
+    panel = table_panel(
+        "Last heard",
+        "When each device's last accepted message came, oldest first: the silent ones"
+        " top the list.",
+        sort_by="last heard",
+        span=8,
     )
     for ref_id, kind in zip("ABC", _HEARD_KINDS, strict=True):
         q = Query(kind, (Agg("last", "seq", "seq"),), where=(SITE,), group_by_tags=("device",))
         panel = panel.with_target(target(ref_id).select(q).result_format("table"))
-    return (
-        panel.with_transformation(dash_m.DataTransformerConfig(id_val="merge", options={}))
-        .with_transformation(hide_columns("seq", rename={"Time": "last heard"}))
-        .sort_by([common_b.TableSortByFieldState().display_name("last heard")])
-        .thresholds(plain_thresholds())
-        .height(9)
-        .span(8)
-    )
+    return panel.with_transformation(
+        dash_m.DataTransformerConfig(id_val="merge", options={})
+    ).with_transformation(hide_columns("seq", rename={"Time": "last heard"}))
 
 
 def _battery_target() -> InfluxQLTarget:
@@ -177,13 +167,14 @@ def _battery_bands_panel() -> PanelBuilder:
 
 def _battery_table_panel() -> PanelBuilder:
     return (
-        table.Panel()
-        .title("Lowest batteries")
-        .description("Seat sensors by their last reported battery, lowest first.")
-        .datasource(DS)
+        table_panel(
+            "Lowest batteries",
+            "Seat sensors by their last reported battery, lowest first.",
+            sort_by="battery",
+            span=8,
+        )
         .with_target(_battery_target())
         .with_transformation(hide_columns("Time"))
-        .sort_by([common_b.TableSortByFieldState().display_name("battery")])
         .override_by_name(
             "battery",
             [
@@ -194,8 +185,6 @@ def _battery_table_panel() -> PanelBuilder:
             ],
         )
         .thresholds(_battery_thresholds())
-        .height(9)
-        .span(8)
     )
 
 
@@ -208,21 +197,13 @@ def _dead_letters_panel() -> PanelBuilder:
         group_by_tags=("reason",),
         fill="0",
     )
-    return (
-        over_time(
-            "Dead letters by reason",
-            "Messages refused by the gateway per interval (kept on the dead-letter topic):"
-            " bad JSON or fields, unknown devices or sections, oversized payloads.",
-            interval="5m",
-        )
-        .with_target(target(alias="$tag_reason").select(q))
-        .draw_style(common.GraphDrawStyle.BARS)
-        .stacking(common_b.StackingConfig().mode(common.StackingMode.NORMAL))
-        .fill_opacity(70)
-        .unit(units.Short)
-        .decimals(0)
-        .span(16)
-    )
+    return counts_per_interval(
+        "Dead letters by reason",
+        "Messages refused by the gateway per interval (kept on the dead-letter topic):"
+        " bad JSON or fields, unknown devices or sections, oversized payloads.",
+        interval="5m",
+        span=16,
+    ).with_target(target(alias="$tag_reason").select(q))
 
 
 def _dead_letters_total_panel() -> PanelBuilder:
@@ -232,36 +213,24 @@ def _dead_letters_total_panel() -> PanelBuilder:
         where=(SITE,),
         group_by_tags=("reason", "kind"),
     )
-    return (
-        bargauge.Panel()
-        .title("Dead letters in the time range")
-        .description("Refused messages per reason and device kind.")
-        .datasource(DS)
-        .with_target(target(alias="$tag_reason $tag_kind").select(q))
-        .orientation(common.VizOrientation.HORIZONTAL)
-        .display_mode(common.BarGaugeDisplayMode.BASIC)
-        .unit(units.Short)
-        .decimals(0)
-        .min(0)
-        .thresholds(plain_thresholds("orange"))
-        .height(9)
-        .span(8)
-    )
+    return count_bars(
+        "Dead letters in the time range",
+        "Refused messages per reason and device kind.",
+        span=8,
+        color="orange",
+    ).with_target(target(alias="$tag_reason $tag_kind").select(q))
 
 
 def devices_dashboard() -> dash_m.Dashboard:
     """The health of one site's devices and of what they send."""
-    builder = (
-        dash_b.Dashboard("StackPulse — Devices")
-        .uid(DEVICES_UID)
-        .description("Devices online and silent, seat sensor batteries, dead letters.")
-        .tags(["stackpulse", "devices"])
-        .readonly()  # edits belong in dashboards/devices.py; the JSON is generated
-        .timezone("browser")
-        .time("now-24h", "now")
-        .refresh("1m")
-        .with_variable(datasource_variable())
-        .with_variable(site_variable(DEVICE_STATUS))
+    builder = site_dashboard(
+        "StackPulse — Devices",
+        uid=DEVICES_UID,
+        description="Devices online and silent, seat sensor batteries, dead letters.",
+        tags=("stackpulse", "devices"),
+        time_from="now-24h",
+        refresh="1m",
+        measurement=DEVICE_STATUS,
     )
     panels = [
         _heard_panel(),

@@ -10,9 +10,7 @@ from __future__ import annotations
 
 from typing import Final
 
-from grafana_foundation_sdk.builders import common as common_b
-from grafana_foundation_sdk.builders import dashboard as dash_b
-from grafana_foundation_sdk.builders import stat, table
+from grafana_foundation_sdk.builders import stat
 from grafana_foundation_sdk.models import common, units
 from grafana_foundation_sdk.models import dashboard as dash_m
 
@@ -21,12 +19,14 @@ from dashboards.common import (
     SITE,
     PanelBuilder,
     board,
-    datasource_variable,
+    counts_over_time,
+    counts_per_interval,
+    durations_over_time,
     hide_columns,
     last_value,
-    over_time,
     plain_thresholds,
-    site_variable,
+    site_dashboard,
+    table_panel,
     target,
 )
 from kernel.schema import FINDING_CLOSED, SHELF
@@ -53,17 +53,12 @@ def _counts(*names: str) -> Query:
 
 
 def _misplaced_missing_panel() -> PanelBuilder:
-    return (
-        over_time(
-            "Misplaced and missing over time",
-            "Items on a shelf section that is not theirs, and items not heard where they"
-            " belong for longer than the missing limit: the lengths of the staff lists.",
-        )
-        .with_target(target().select(_counts("misplaced", "missing")))
-        .unit(units.Short)
-        .decimals(0)
-        .span(16)
-    )
+    return counts_over_time(
+        "Misplaced and missing over time",
+        "Items on a shelf section that is not theirs, and items not heard where they"
+        " belong for longer than the missing limit: the lengths of the staff lists.",
+        span=16,
+    ).with_target(target().select(_counts("misplaced", "missing")))
 
 
 def _open_now_panel() -> PanelBuilder:
@@ -88,17 +83,12 @@ def _open_now_panel() -> PanelBuilder:
 
 
 def _backlog_panel() -> PanelBuilder:
-    return (
-        over_time(
-            "Reshelving backlog",
-            "Items checked in and not yet heard back on their shelf (reshelving), and the"
-            " staff's open tasks (fetch a misplaced item, look for a missing one).",
-        )
-        .with_target(target().select(_counts("reshelving", "tasks")))
-        .unit(units.Short)
-        .decimals(0)
-        .span(12)
-    )
+    return counts_over_time(
+        "Reshelving backlog",
+        "Items checked in and not yet heard back on their shelf (reshelving), and the"
+        " staff's open tasks (fetch a misplaced item, look for a missing one).",
+        span=12,
+    ).with_target(target().select(_counts("reshelving", "tasks")))
 
 
 def _time_to_fix_panel() -> PanelBuilder:
@@ -109,20 +99,14 @@ def _time_to_fix_panel() -> PanelBuilder:
         group_by_time="auto",
         group_by_tags=("finding",),
     )
-    return (
-        over_time(
-            "Time to fix",
-            "How long the findings closed in each interval had been open: a misplaced item"
-            " until it is back in its section, a missing one until it is heard again, a"
-            " returned one until it is back on its shelf.",
-            interval=FIX_INTERVAL,
-        )
-        .with_target(target(alias="$tag_finding").select(q))
-        .draw_style(common.GraphDrawStyle.POINTS)
-        .point_size(6)
-        .unit(units.DurationSeconds)
-        .span(12)
-    )
+    return durations_over_time(
+        "Time to fix",
+        "How long the findings closed in each interval had been open: a misplaced item"
+        " until it is back in its section, a missing one until it is heard again, a"
+        " returned one until it is back on its shelf.",
+        interval=FIX_INTERVAL,
+        span=12,
+    ).with_target(target(alias="$tag_finding").select(q))
 
 
 def _fix_table_panel() -> PanelBuilder:
@@ -138,18 +122,18 @@ def _fix_table_panel() -> PanelBuilder:
     )
     seconds = [dash_m.DynamicConfigValue(id_val="unit", value=units.DurationSeconds)]
     return (
-        table.Panel()
-        .title("Fixed in the time range")
-        .description("Findings closed per kind, with their mean and longest time open.")
-        .datasource(DS)
+        table_panel(
+            "Fixed in the time range",
+            "Findings closed per kind, with their mean and longest time open.",
+            sort_by="fixed",
+            descending=True,
+            span=10,
+            height=8,
+        )
         .with_target(target().select(q).result_format("table"))
         .with_transformation(hide_columns("Time"))
-        .sort_by([common_b.TableSortByFieldState().display_name("fixed").desc(True)])
         .override_by_name("mean", seconds)
         .override_by_name("longest", seconds)
-        .thresholds(plain_thresholds())
-        .height(8)
-        .span(10)
     )
 
 
@@ -167,37 +151,26 @@ def _coverage_panel() -> PanelBuilder:
         group_by_time="auto",
         group_by_tags=("device",),
     )
-    return (
-        over_time(
-            "Sweeps' coverage: sections read per reader",
-            "Shelf sections each RFID reader reported in each interval. A reader whose line"
-            " drops below its number of sections is skipping antennas; a gap is a reader"
-            " that stopped sweeping.",
-            interval=SWEEP_INTERVAL,
-        )
-        .with_target(target(alias="$tag_device").select_nested(outer, inner))
-        .draw_style(common.GraphDrawStyle.BARS)
-        .stacking(common_b.StackingConfig().mode(common.StackingMode.NORMAL))
-        .fill_opacity(70)
-        .unit(units.Short)
-        .decimals(0)
-        .span(14)
-    )
+    return counts_per_interval(
+        "Sweeps' coverage: sections read per reader",
+        "Shelf sections each RFID reader reported in each interval. A reader whose line"
+        " drops below its number of sections is skipping antennas; a gap is a reader"
+        " that stopped sweeping.",
+        interval=SWEEP_INTERVAL,
+        span=14,
+    ).with_target(target(alias="$tag_device").select_nested(outer, inner))
 
 
 def inventory_dashboard() -> dash_m.Dashboard:
     """What is out of place at one site, how fast it is put right, and the readers' reach."""
-    builder = (
-        dash_b.Dashboard("StackPulse — Inventory")
-        .uid(INVENTORY_UID)
-        .description("Misplaced and missing items, reshelving backlog, time to fix, sweeps.")
-        .tags(["stackpulse", "inventory"])
-        .readonly()  # edits belong in dashboards/inventory.py; the JSON is generated
-        .timezone("browser")
-        .time("now-7d", "now")
-        .refresh("1m")
-        .with_variable(datasource_variable())
-        .with_variable(site_variable(INVENTORY_MEASUREMENT))
+    builder = site_dashboard(
+        "StackPulse — Inventory",
+        uid=INVENTORY_UID,
+        description="Misplaced and missing items, reshelving backlog, time to fix, sweeps.",
+        tags=("stackpulse", "inventory"),
+        time_from="now-7d",
+        refresh="1m",
+        measurement=INVENTORY_MEASUREMENT,
     )
     panels = [
         _misplaced_missing_panel(),

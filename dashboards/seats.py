@@ -17,16 +17,15 @@ from grafana_foundation_sdk.models import common, units
 from grafana_foundation_sdk.models import dashboard as dash_m
 
 from dashboards.common import (
-    DS,
     SITE,
     ZONE,
     PanelBuilder,
     board,
-    datasource_variable,
+    count_bars,
+    counts_over_time,
     last_value,
     over_time,
-    plain_thresholds,
-    site_variable,
+    site_dashboard,
     target,
     zone_variable,
 )
@@ -53,6 +52,13 @@ def _per_zone(func: str) -> Query:
     )
 
 
+def _zone_series(agg: Agg) -> Query:
+    """One figure per selected zone and interval."""
+    return Query(
+        ZONE_OCCUPANCY, (agg,), where=(SITE, ZONE), group_by_time="auto", group_by_tags=("zone",)
+    )
+
+
 def _totals() -> Query:
     # The measurement name is a placeholder: render_nested puts the subquery there.
     return Query(
@@ -73,17 +79,15 @@ def _state_colors(panel: timeseries.Panel) -> timeseries.Panel:
 
 def _states_panel() -> timeseries.Panel:
     panel = (
-        over_time(
+        counts_over_time(
             "Seat states over time",
             "Seats of the selected zones by state, stacked: free, occupied, held (a bag and"
             " nobody there) and unknown (sensor offline or silent; never counted as free).",
+            span=16,
         )
         .with_target(target().select_nested(_totals(), _per_zone("mean")))
         .stacking(common_b.StackingConfig().mode(common.StackingMode.NORMAL))
         .fill_opacity(60)
-        .unit(units.Short)
-        .decimals(0)
-        .span(16)
     )
     return _state_colors(panel)
 
@@ -97,52 +101,28 @@ def _now_panel() -> bargauge.Panel:
     )
     outer = Query("per_zone", tuple(Agg("sum", s, s) for s in STATES))
     return (
-        bargauge.Panel()
-        .title("Seats now")
-        .description("Seats of the selected zones in each state, at the latest snapshot.")
-        .datasource(DS)
+        count_bars(
+            "Seats now",
+            "Seats of the selected zones in each state, at the latest snapshot.",
+            span=8,
+        )
         .with_target(target().select_nested(outer, inner))
         .reduce_options(last_value())
-        .orientation(common.VizOrientation.HORIZONTAL)
-        .display_mode(common.BarGaugeDisplayMode.BASIC)
-        .unit(units.Short)
-        .decimals(0)
-        .min(0)
-        .thresholds(plain_thresholds())
-        .height(9)
-        .span(8)
     )
 
 
 def _held_panel() -> timeseries.Panel:
-    q = Query(
-        ZONE_OCCUPANCY,
-        (Agg("mean", "seats_held"),),
-        where=(SITE, ZONE),
-        group_by_time="auto",
-        group_by_tags=("zone",),
-    )
-    return (
-        over_time(
-            "Held seats per zone (hogging)",
-            "Seats with a bag on them and nobody there, per zone. The alerts service flags"
-            " each seat held for longer than its hogging limit (rule on the Alerts dashboard).",
-        )
-        .with_target(target(alias="$tag_zone").select(q))
-        .unit(units.Short)
-        .decimals(0)
-        .span(12)
-    )
+    q = _zone_series(Agg("mean", "seats_held"))
+    return counts_over_time(
+        "Held seats per zone (hogging)",
+        "Seats with a bag on them and nobody there, per zone. The alerts service flags"
+        " each seat held for longer than its hogging limit (rule on the Alerts dashboard).",
+        span=12,
+    ).with_target(target(alias="$tag_zone").select(q))
 
 
 def _held_share_panel() -> timeseries.Panel:
-    q = Query(
-        ZONE_OCCUPANCY,
-        (Agg("mean", "seats_held"),),
-        where=(SITE, ZONE),
-        group_by_time="auto",
-        group_by_tags=("zone",),
-    )
+    q = _zone_series(Agg("mean", "seats_held"))
     held, occupied = Call("mean", "seats_held"), Call("mean", "seats_occupied")
     # InfluxQL divides by zero as 0: a zone with nobody in it shows 0 %, not a gap.
     share = Arith(Arith(held, "/", Arith(held, "+", occupied)), "*", 100)
@@ -174,40 +154,28 @@ def _held_share_panel() -> timeseries.Panel:
 
 
 def _unknown_panel() -> timeseries.Panel:
-    q = Query(
-        ZONE_OCCUPANCY,
-        (Agg("max", "seats_unknown"),),
-        where=(SITE, ZONE),
-        group_by_time="auto",
-        group_by_tags=("zone",),
-    )
-    return (
-        over_time(
-            "Seats in unknown state per zone",
-            "Seats whose sensor is offline or silent past its heartbeat (the Devices"
-            " dashboard says which).",
-        )
-        .with_target(target(alias="$tag_zone").select(q))
-        .unit(units.Short)
-        .decimals(0)
-        .span(24)
-    )
+    q = _zone_series(Agg("max", "seats_unknown"))
+    return counts_over_time(
+        "Seats in unknown state per zone",
+        "Seats whose sensor is offline or silent past its heartbeat (the Devices"
+        " dashboard says which).",
+        span=24,
+    ).with_target(target(alias="$tag_zone").select(q))
 
 
 def seats_dashboard() -> dash_m.Dashboard:
     """Seat states of one site's zones over time, and how much of them bags hold."""
     builder = (
-        dash_b.Dashboard("StackPulse — Seats")
-        .uid(SEATS_UID)
-        .description("Free, occupied, held and unknown seats over time, and seat hogging.")
-        .tags(["stackpulse", "occupancy", "seats"])
-        .readonly()  # edits belong in dashboards/seats.py; the JSON is generated
-        .timezone("browser")
+        site_dashboard(
+            "StackPulse — Seats",
+            uid=SEATS_UID,
+            description="Free, occupied, held and unknown seats over time, and seat hogging.",
+            tags=("stackpulse", "occupancy", "seats"),
+            time_from="now-12h",
+            refresh="30s",
+            measurement=ZONE_OCCUPANCY,
+        )
         .tooltip(dash_m.DashboardCursorSync.CROSSHAIR)
-        .time("now-12h", "now")
-        .refresh("30s")
-        .with_variable(datasource_variable())
-        .with_variable(site_variable(ZONE_OCCUPANCY))
         .with_variable(zone_variable(ZONE_OCCUPANCY))
     )
     panels: list[PanelBuilder] = [

@@ -4,8 +4,8 @@
 "use strict";
 
 (() => {
-  const TOKEN_KEY = "stackpulse.token"; // shared with the shelves page: one sign-in per tab
-  const MAX_RETRY_MS = 30000;
+  const SP = window.StackPulse; // its token is shared with the shelves page: one sign-in per tab
+  const { $, el } = SP;
   const TASKS_EVERY_MS = 30000;
   const RECENT_MAX = 20;
   const RANK = { critical: 0, warning: 1, info: 2 };
@@ -23,50 +23,20 @@
     alerts: new Map(), // id -> active alert
     recent: [], // cleared alerts, newest first
     tasks: [],
-    controller: null,
-    retryMs: 1000,
-    retryTimer: null,
     tasksTimer: null,
   };
-  const $ = (id) => document.getElementById(id);
-
-  function token() {
-    return sessionStorage.getItem(TOKEN_KEY);
-  }
-
-  function auth() {
-    return { Authorization: `Bearer ${token()}` };
-  }
-
-  function setConnection(state, text) {
-    $("conn").dataset.state = state;
-    $("conn-text").textContent = text;
-  }
-
-  function el(tag, attrs, ...children) {
-    const node = document.createElement(tag);
-    for (const [k, v] of Object.entries(attrs || {})) {
-      if (k === "class") node.className = v;
-      else if (k.startsWith("data-") || k.startsWith("aria-")) node.setAttribute(k, v);
-      else node[k] = v;
-    }
-    for (const child of children) {
-      if (child === null || child === undefined || child === false) continue;
-      node.append(child instanceof Node ? child : document.createTextNode(String(child)));
-    }
-    return node;
-  }
+  const { session, feed } = SP.staffPage(app, {
+    path: "alerts/stream",
+    start,
+    stop: () => {
+      clearInterval(app.tasksTimer);
+      $("whoami").textContent = "";
+    },
+    onEvent: dispatch,
+  });
 
   function when(ts) {
-    if (!ts) return "never";
-    const d = new Date(ts);
-    if (Number.isNaN(d.getTime())) return ts;
-    const tz = app.site && app.site.timezone;
-    try {
-      return d.toLocaleString([], { dateStyle: "medium", timeStyle: "short", timeZone: tz });
-    } catch (_err) {
-      return d.toLocaleString();
-    }
+    return SP.when(ts, app.site);
   }
 
   function ruleName(rule) {
@@ -152,36 +122,8 @@
     $("recent-empty").hidden = app.recent.length > 0;
   }
 
-  function floorName(floor) {
-    return floor === null || floor === undefined ? "No floor" : `Floor ${floor}`;
-  }
-
   function renderTasks() {
-    const box = $("task-floors");
-    box.replaceChildren();
-    let n = 0;
-    for (const f of app.tasks) {
-      const list = el("ol", { class: "tasks" });
-      for (const t of f.tasks) {
-        n += 1;
-        list.append(
-          el(
-            "li",
-            { "data-item": t.item, "data-testid": "task" },
-            el(
-              "p",
-              { class: "task-move" },
-              `Move ${t.item} (${t.call_number}, ${t.title}) from `,
-              el("span", { class: "section" }, t.from_section),
-              " to ",
-              el("span", { class: "section" }, t.to_section),
-            ),
-            el("p", { class: "meta" }, `Open since ${when(t.opened_at)}`),
-          ),
-        );
-      }
-      box.append(el("section", { class: "floor" }, el("h3", {}, floorName(f.floor)), list));
-    }
+    const n = SP.renderTaskFloors(app.tasks, app.site);
     $("tasks-empty").hidden = n > 0 || !$("tasks-off").hidden;
     $("n-tasks").textContent = String(n);
   }
@@ -209,7 +151,7 @@
     try {
       answer = await fetch(`/api/v1/alerts/${encodeURIComponent(id)}/${action}`, {
         method: "POST",
-        headers: auth(),
+        headers: SP.authHeaders(),
       });
     } catch (_err) {
       showActionError("The server cannot be reached. Try again in a moment.");
@@ -217,8 +159,7 @@
       return;
     }
     if (answer.status === 401) {
-      sessionStorage.removeItem(TOKEN_KEY);
-      showLogin("Your sign-in has expired. Please sign in again.");
+      session.expired();
       return;
     }
     if (!answer.ok) {
@@ -243,75 +184,12 @@
     $("action-error").hidden = false;
   }
 
-  // ---- sign-in -----------------------------------------------------------------------
-
-  function showLogin(message) {
-    stopStream();
-    clearInterval(app.tasksTimer);
-    $("board").hidden = true;
-    $("logout").hidden = true;
-    $("whoami").textContent = "";
-    $("login").hidden = false;
-    $("login-error").hidden = !message;
-    $("login-error").textContent = message || "";
-    setConnection("signed-out", "Signed out");
-    $("username").focus();
-  }
-
-  async function login(event) {
-    event.preventDefault();
-    const body = new URLSearchParams({
-      grant_type: "password",
-      username: $("username").value,
-      password: $("password").value,
-    });
-    let answer;
-    try {
-      answer = await fetch("/api/v1/auth/token", { method: "POST", body });
-    } catch (_err) {
-      showLogin("The server cannot be reached. Try again in a moment.");
-      return;
-    }
-    if (!answer.ok) {
-      showLogin(answer.status === 401 ? "Wrong username or password." : `Sign-in failed (${answer.status}).`);
-      return;
-    }
-    const data = await answer.json();
-    sessionStorage.setItem(TOKEN_KEY, data.access_token);
-    $("password").value = "";
-    start();
-  }
-
-  function logout() {
-    sessionStorage.removeItem(TOKEN_KEY);
-    showLogin("");
-  }
-
   // ---- the alert stream --------------------------------------------------------------
 
-  function stopStream() {
-    clearTimeout(app.retryTimer);
-    if (app.controller) app.controller.abort();
-    app.controller = null;
-  }
-
-  function retryLater(text) {
-    setConnection("offline", text);
-    app.retryTimer = setTimeout(connect, app.retryMs);
-    app.retryMs = Math.min(app.retryMs * 2, MAX_RETRY_MS);
-  }
-
-  function dispatch(name, data) {
-    let body;
-    try {
-      body = JSON.parse(data);
-    } catch (_err) {
-      return;
-    }
+  function dispatch(name, body) {
     if (name === "snapshot") {
       app.alerts = new Map(body.alerts.map((a) => [a.id, a]));
-      setConnection("live", "Live");
-      app.retryMs = 1000;
+      feed.live();
     } else if (name === "transition") {
       if (!newer(body.alert)) return;
       remember(body.alert);
@@ -322,77 +200,13 @@
     renderAlerts();
   }
 
-  async function connect() {
-    stopStream();
-    const controller = new AbortController();
-    app.controller = controller;
-    setConnection("connecting", "Connecting…");
-    const url = `/api/v1/sites/${encodeURIComponent(app.site.id)}/alerts/stream`;
-    let answer;
-    try {
-      answer = await fetch(url, {
-        headers: { ...auth(), Accept: "text/event-stream" },
-        signal: controller.signal,
-        cache: "no-store",
-      });
-    } catch (_err) {
-      if (!controller.signal.aborted) retryLater("Offline — retrying");
-      return;
-    }
-    if (answer.status === 401) {
-      sessionStorage.removeItem(TOKEN_KEY);
-      showLogin("Your sign-in has expired. Please sign in again.");
-      return;
-    }
-    if (answer.status === 403) {
-      showLogin(`This account is not staff of ${app.site.name}.`);
-      return;
-    }
-    if (!answer.ok || !answer.body) {
-      retryLater(`Server error ${answer.status} — retrying`);
-      return;
-    }
-    const reader = answer.body.pipeThrough(new TextDecoderStream()).getReader();
-    let buffer = "";
-    let event = "message";
-    let data = [];
-    try {
-      for (;;) {
-        const { value, done } = await reader.read();
-        if (done) break;
-        buffer += value;
-        let nl;
-        while ((nl = buffer.search(/\r\n|\n|\r/)) >= 0) {
-          const line = buffer.slice(0, nl);
-          buffer = buffer.slice(nl + (buffer.startsWith("\r\n", nl) ? 2 : 1));
-          if (line === "") {
-            if (data.length) dispatch(event, data.join("\n"));
-            event = "message";
-            data = [];
-          } else if (line.startsWith(":")) {
-            continue; // a keep-alive comment
-          } else {
-            const colon = line.indexOf(":");
-            const field = colon < 0 ? line : line.slice(0, colon);
-            const val = colon < 0 ? "" : line.slice(colon + 1).replace(/^ /, "");
-            if (field === "event") event = val;
-            else if (field === "data") data.push(val);
-          }
-        }
-      }
-    } catch (_err) {
-      // aborted or the connection dropped: handled below
-    }
-    if (!controller.signal.aborted) retryLater("Reconnecting…");
-  }
-
   // ---- reshelving tasks (the inventory API; absent when inventory does not run) -------
 
   async function loadTasks() {
     let answer;
     try {
       answer = await fetch(`/api/v1/sites/${encodeURIComponent(app.site.id)}/tasks`, {
-        headers: auth(),
+        headers: SP.authHeaders(),
         cache: "no-store",
       });
     } catch (_err) {
@@ -410,22 +224,16 @@
 
   // ---- start -------------------------------------------------------------------------
 
-  function pickSite() {
-    const match = location.pathname.match(/^\/console\/([a-z0-9-]{1,32})\/?$/);
-    const wanted = match ? match[1] : null;
-    return app.sites.find((s) => s.id === wanted) || app.sites[0] || null;
-  }
-
   async function start() {
-    if (!token()) {
-      showLogin("");
+    if (!SP.token()) {
+      session.showLogin("");
       return;
     }
     try {
-      const answer = await fetch("/api/v1/auth/me", { headers: auth() });
+      const answer = await fetch("/api/v1/auth/me", { headers: SP.authHeaders() });
       if (answer.status === 401 || answer.status === 403) {
-        sessionStorage.removeItem(TOKEN_KEY);
-        showLogin(answer.status === 401 ? "" : "This account may not see the console.");
+        session.forget();
+        session.showLogin(answer.status === 401 ? "" : "This account may not see the console.");
         return;
       }
       if (answer.ok) app.me = await answer.json();
@@ -438,36 +246,17 @@
     $("logout").hidden = false;
     renderAlerts();
     renderTasks();
-    connect();
+    feed.connect();
     loadTasks();
     clearInterval(app.tasksTimer);
     app.tasksTimer = setInterval(loadTasks, TASKS_EVERY_MS);
   }
 
   async function boot() {
-    try {
-      const answer = await fetch("/api/v1/sites");
-      app.sites = await answer.json();
-    } catch (_err) {
-      setConnection("offline", "Offline — retrying");
-      setTimeout(boot, app.retryMs);
-      app.retryMs = Math.min(app.retryMs * 2, MAX_RETRY_MS);
-      return;
-    }
-    app.site = pickSite();
-    if (!app.site) {
-      setConnection("offline", "No sites configured");
-      return;
-    }
-    $("site-name").textContent = app.site.name;
+    const offline = () => feed.retryLater("Offline — retrying", boot);
+    if (!(await SP.loadSites(app, /^\/console\/([a-z0-9-]{1,32})\/?$/, offline))) return;
     document.title = `Alerts · ${app.site.name} · StackPulse staff`;
-    const select = $("site-select");
-    select.replaceChildren(...app.sites.map((s) => el("option", { value: s.id }, s.name)));
-    select.value = app.site.id;
-    $("site-picker").hidden = app.sites.length < 2;
-    select.addEventListener("change", () => {
-      location.assign(`/console/${encodeURIComponent(select.value)}`);
-    });
+    SP.siteHeader(app.sites, app.site, "/console/");
     for (const id of ["filter-severity", "filter-rule", "filter-unacked"]) {
       $(id).addEventListener("change", renderAlerts);
     }
@@ -475,8 +264,7 @@
       const button = event.target.closest("button[data-action]");
       if (button) act(button.dataset.action, button.dataset.id, button);
     });
-    $("login").addEventListener("submit", login);
-    $("logout").addEventListener("click", logout);
+    session.listen();
     start();
   }
 

@@ -4,10 +4,9 @@
 "use strict";
 
 (() => {
-  const TOKEN_KEY = "stackpulse.token";
-  const MAX_RETRY_MS = 30000;
+  const SP = window.StackPulse;
+  const { $, el, setConnection } = SP;
   const POLL_MS = { floors: 300000, devices: 60000, demand: 60000 };
-  const $ = (id) => document.getElementById(id);
   const page = document.body.dataset.page;
   const app = {
     site: null,
@@ -21,91 +20,18 @@
     timers: [],
   };
 
-  function token() {
-    return sessionStorage.getItem(TOKEN_KEY);
-  }
-
-  function el(tag, attrs, ...children) {
-    const node = document.createElement(tag);
-    for (const [k, v] of Object.entries(attrs || {})) {
-      if (k === "class") node.className = v;
-      else if (k.startsWith("data-")) node.setAttribute(k, v);
-      else node[k] = v;
-    }
-    for (const c of children) {
-      if (c === null || c === undefined) continue;
-      node.append(c instanceof Node ? c : document.createTextNode(String(c)));
-    }
-    return node;
-  }
-
   function svg(tag, attrs) {
     const node = document.createElementNS("http://www.w3.org/2000/svg", tag);
     for (const [k, v] of Object.entries(attrs || {})) node.setAttribute(k, String(v));
     return node;
   }
 
-  function setConnection(state, text) {
-    $("conn").dataset.state = state;
-    $("conn-text").textContent = text;
-  }
-
-  // ---- sign-in -----------------------------------------------------------------------
-
-  function showLogin(message) {
-    stopAll();
-    $("board").hidden = true;
-    $("logout").hidden = true;
-    $("login").hidden = false;
-    $("login-error").hidden = !message;
-    $("login-error").textContent = message || "";
-    setConnection("signed-out", "Signed out");
-    $("username").focus();
-  }
-
-  async function login(event) {
-    event.preventDefault();
-    const body = new URLSearchParams({
-      grant_type: "password",
-      username: $("username").value,
-      password: $("password").value,
-    });
-    let answer;
-    try {
-      answer = await fetch("/api/v1/auth/token", { method: "POST", body });
-    } catch (_err) {
-      showLogin("The server cannot be reached. Try again in a moment.");
-      return;
-    }
-    if (!answer.ok) {
-      showLogin(answer.status === 401 ? "Wrong username or password." : `Sign-in failed (${answer.status}).`);
-      return;
-    }
-    sessionStorage.setItem(TOKEN_KEY, (await answer.json()).access_token);
-    $("password").value = "";
-    start();
-  }
-
-  function logout() {
-    sessionStorage.removeItem(TOKEN_KEY);
-    showLogin("");
-  }
-
-  // A fetch with the token; on 401/403 it shows the sign-in form and returns null.
-  async function authFetch(url, options) {
-    const headers = Object.assign({ Authorization: `Bearer ${token()}` }, (options || {}).headers);
-    const answer = await fetch(url, Object.assign({ cache: "no-store" }, options, { headers }));
-    if (answer.status === 401) {
-      sessionStorage.removeItem(TOKEN_KEY);
-      showLogin("Your sign-in has expired. Please sign in again.");
-      return null;
-    }
-    if (answer.status === 403) {
-      showLogin(`This account is not a manager of ${app.site.name}.`);
-      return null;
-    }
-    return answer;
-  }
+  const session = SP.session({
+    stop: stopAll,
+    start,
+    forbidden: () => `This account is not a manager of ${app.site.name}.`,
+  });
+  const authFetch = session.authFetch;
 
   function stopAll() {
     for (const s of app.streams.values()) {
@@ -138,7 +64,7 @@
         state.controller = new AbortController();
         run();
       }, state.retryMs);
-      state.retryMs = Math.min(state.retryMs * 2, MAX_RETRY_MS);
+      state.retryMs = Math.min(state.retryMs * 2, SP.MAX_RETRY_MS);
     };
     const run = async () => {
       let answer;
@@ -156,51 +82,22 @@
         retry();
         return;
       }
-      const reader = answer.body.pipeThrough(new TextDecoderStream()).getReader();
-      let buffer = "";
-      let event = "message";
-      let data = [];
-      try {
-        for (;;) {
-          const { value, done } = await reader.read();
-          if (done) break;
-          buffer += value;
-          let nl;
-          while ((nl = buffer.search(/\r\n|\n|\r/)) >= 0) {
-            const line = buffer.slice(0, nl);
-            buffer = buffer.slice(nl + (buffer.startsWith("\r\n", nl) ? 2 : 1));
-            if (line === "") {
-              if (data.length) {
-                let body = null;
-                try {
-                  body = JSON.parse(data.join("\n"));
-                } catch (_err) {
-                  body = null;
-                }
-                if (body !== null) {
-                  if (event === "snapshot") {
-                    state.live = true;
-                    state.offline = false;
-                    state.retryMs = 1000;
-                    streamState();
-                  }
-                  onEvent(event, body);
-                }
-              }
-              event = "message";
-              data = [];
-            } else if (!line.startsWith(":")) {
-              const colon = line.indexOf(":");
-              const field = colon < 0 ? line : line.slice(0, colon);
-              const val = colon < 0 ? "" : line.slice(colon + 1).replace(/^ /, "");
-              if (field === "event") event = val;
-              else if (field === "data") data.push(val);
-            }
-          }
+      await SP.readEvents(answer.body, (event, data) => {
+        let body = null;
+        try {
+          body = JSON.parse(data);
+        } catch (_err) {
+          body = null;
         }
-      } catch (_err) {
-        // aborted or dropped: retried below
-      }
+        if (body === null) return;
+        if (event === "snapshot") {
+          state.live = true;
+          state.offline = false;
+          state.retryMs = 1000;
+          streamState();
+        }
+        onEvent(event, body);
+      });
       retry();
     };
     run();
@@ -482,15 +379,9 @@
 
   // ---- start -------------------------------------------------------------------------
 
-  function pickSite() {
-    const match = location.pathname.match(/^\/manager\/([a-z0-9-]{1,32})(\/report)?\/?$/);
-    const wanted = match ? match[1] : null;
-    return app.sites.find((s) => s.id === wanted) || app.sites[0] || null;
-  }
-
   function start() {
-    if (!token()) {
-      showLogin("");
+    if (!SP.token()) {
+      session.showLogin("");
       return;
     }
     stopAll();
@@ -502,31 +393,18 @@
   }
 
   async function boot() {
-    try {
-      app.sites = await (await fetch("/api/v1/sites")).json();
-    } catch (_err) {
+    const offline = () => {
       setConnection("offline", "Offline — retrying");
       setTimeout(boot, 3000);
-      return;
-    }
-    app.site = pickSite();
-    if (!app.site) {
-      setConnection("offline", "No sites configured");
-      return;
-    }
+    };
+    if (!(await SP.loadSites(app, /^\/manager\/([a-z0-9-]{1,32})(\/report)?\/?$/, offline))) return;
     const site = encodeURIComponent(app.site.id);
-    $("login").addEventListener("submit", login);
-    $("logout").addEventListener("click", logout);
+    session.listen();
     if (page === "live") {
-      $("site-name").textContent = app.site.name;
       document.title = `Manager view · ${app.site.name}`;
       $("report-link").href = `/manager/${site}/report`;
       $("report-link").hidden = false;
-      const select = $("site-select");
-      select.replaceChildren(...app.sites.map((s) => el("option", { value: s.id }, s.name)));
-      select.value = app.site.id;
-      $("site-picker").hidden = app.sites.length < 2;
-      select.addEventListener("change", () => location.assign(`/manager/${encodeURIComponent(select.value)}`));
+      SP.siteHeader(app.sites, app.site, "/manager/");
     } else {
       $("back").href = `/manager/${site}`;
       $("day").addEventListener("change", loadReport);
