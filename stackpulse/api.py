@@ -22,7 +22,7 @@ from services.occupancy.routes import STATIC_DIR, occupancy_router
 from services.occupancy.view import OccupancyView
 from stackpulse.auth_routes import AuthService, auth_router, require_site
 from stackpulse.manager import manager_pages, reports_router
-from stackpulse.ratelimit import RateLimit, RateLimitMiddleware
+from stackpulse.ratelimit import RateLimit, RateLimitMiddleware, limited_responses
 
 DESCRIPTION = """Live library signals: how full each zone is and which seats are free.
 Public endpoints need no authentication; times are RFC 3339 in UTC."""
@@ -81,21 +81,31 @@ def build_app(
     app.state.auth = auth  # read by the dependencies in stackpulse.auth_routes
     if rate_limit is not None and rate_limit.enabled:
         app.add_middleware(RateLimitMiddleware, limit=rate_limit)
-    app.include_router(auth_router())
-    app.include_router(sites_router(layouts))
-    app.include_router(occupancy_router(view, layouts, ping_seconds=ping_seconds))
+    limited = limited_responses(rate_limit)  # every /api/ route may answer 429
+    app.include_router(auth_router(), responses=limited)
+    app.include_router(sites_router(layouts), responses=limited)
+    app.include_router(
+        occupancy_router(view, layouts, ping_seconds=ping_seconds), responses=limited
+    )
     for router in routers:
-        app.include_router(router)
+        app.include_router(router, responses=limited)
     if inventory is not None:  # staff data: every route behind "staff of this site"
         staff = require_site("staff", "manager", "admin", scope=READ)
-        app.include_router(inventory_router(inventory, layouts, staff, ping_seconds=ping_seconds))
+        app.include_router(
+            inventory_router(inventory, layouts, staff, ping_seconds=ping_seconds),
+            responses=limited,
+        )
         # Demand: ManagerOfSite's rule (managers and admins of the site) with its scope.
         manager = require_site("manager", "admin", scope=DEMAND)
-        app.include_router(demand_router(inventory, layouts, manager))
+        app.include_router(demand_router(inventory, layouts, manager), responses=limited)
         _staff_page(app, known)
-    app.include_router(reports_router(layouts, store, clock=clock))  # managers of the site
+    # Managers of the site.
+    app.include_router(reports_router(layouts, store, clock=clock), responses=limited)
     app.include_router(manager_pages(layouts))
     app.mount("/static/occupancy", StaticFiles(directory=STATIC_DIR), name="occupancy-static")
+    # What the staff and manager pages share (session.js, common.css).
+    common = StaticFiles(packages=[("stackpulse", "static/common")])
+    app.mount("/static/common", common, name="common-static")
     page = STATIC_DIR / "index.html"
     no_cache = {"Cache-Control": "no-cache"}
 
