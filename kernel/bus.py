@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 import ssl
 from dataclasses import dataclass
 from urllib.parse import unquote, urlsplit
@@ -79,6 +80,9 @@ def client(
         max_queued_incoming_messages=max_queued_incoming,
         max_inflight_messages=max_inflight,
         tls_context=ssl.create_default_context() if addr.tls else None,
+        # No Nagle: a small publish (a seat's new state) would otherwise wait for the
+        # broker's delayed ACK of the previous one, up to 40 ms when traffic is light.
+        socket_options=[(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)],
     )
     # Many publishes in flight is how a busy component is meant to run, not a warning sign.
     mqtt.pending_calls_threshold = max(10, max_inflight)
