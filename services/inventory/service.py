@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import logging
 import zlib
@@ -110,59 +111,17 @@ def load_site_catalog(layout: Layout) -> Mapping[str, CatalogItem]:
     return load_catalog(layout.catalog, layout) if layout.catalog else {}
 
 
-def _misplaced(m: Misplaced) -> dict[str, Any]:
-    return {
-        "item": m.item,
-        "call_number": m.call_number,
-        "title": m.title,
-        "seen_section": m.seen_section,
-        "expected_sections": list(m.expected_sections),
-        "since": format_ts(m.since),
-    }
-
-
-def _missing(m: Missing) -> dict[str, Any]:
-    return {
-        "item": m.item,
-        "call_number": m.call_number,
-        "title": m.title,
-        "last_seen_section": m.last_seen_section,
-        "last_seen_at": format_ts(m.last_seen_at) if m.last_seen_at else None,
-        "since": format_ts(m.since),
-    }
-
-
-def _reshelving(a: AwaitingReshelving) -> dict[str, Any]:
-    return {
-        "item": a.item,
-        "call_number": a.call_number,
-        "title": a.title,
-        "checked_in_at": format_ts(a.checked_in_at),
-        "overdue_since": format_ts(a.overdue_since),
-    }
-
-
-def _task(t: Task) -> dict[str, Any]:
-    return {
-        "item": t.item,
-        "call_number": t.call_number,
-        "title": t.title,
-        "from_section": t.from_section,
-        "to_section": t.to_section,
-        "floor": t.floor,
-        "opened_at": format_ts(t.opened_at),
-        "order": list(t.order),
-    }
-
-
-def _detail(d: Misplaced | Missing | AwaitingReshelving | None) -> dict[str, Any] | None:
-    if isinstance(d, Misplaced):
-        return _misplaced(d)
-    if isinstance(d, Missing):
-        return _missing(d)
-    if isinstance(d, AwaitingReshelving):
-        return _reshelving(d)
-    return None
+def _as_json(entry: Misplaced | Missing | AwaitingReshelving | Task) -> dict[str, Any]:
+    """A finding or task as published: its fields, times RFC 3339 UTC, tuples as lists."""
+    out: dict[str, Any] = {}
+    for f in dataclasses.fields(entry):
+        value = getattr(entry, f.name)
+        if isinstance(value, datetime):
+            value = format_ts(value)
+        elif isinstance(value, tuple):
+            value = list(value)
+        out[f.name] = value
+    return out
 
 
 def change_body(site: str, change: Change) -> dict[str, Any]:
@@ -173,7 +132,7 @@ def change_body(site: str, change: Change) -> dict[str, Any]:
         "item": change.item,
         "state": change.state,
         "at": format_ts(change.at),
-        "detail": _detail(change.detail),
+        "detail": None if change.detail is None else _as_json(change.detail),
     }
 
 
@@ -274,10 +233,10 @@ class SiteInventory:
         )
         tasks = sorted(self.inventory.tasks(), key=_walking_order)
         return {
-            "misplaced": [_misplaced(m) for m in misplaced],
-            "missing": [_missing(m) for m in missing],
-            "reshelving": [_reshelving(a) for a in reshelving],
-            "tasks": [_task(t) for t in tasks],
+            "misplaced": [_as_json(m) for m in misplaced],
+            "missing": [_as_json(m) for m in missing],
+            "reshelving": [_as_json(a) for a in reshelving],
+            "tasks": [_as_json(t) for t in tasks],
         }
 
     def list_messages(self, now: datetime) -> list[Outgoing]:
