@@ -14,20 +14,29 @@ from grafana_foundation_sdk.models import common, units
 from grafana_foundation_sdk.models import dashboard as dash_m
 
 from dashboards.alerts import alerts_dashboard
-from dashboards.common import DATASOURCE_UID, ZONE, datasource_variable, zone_variable
+from dashboards.common import (
+    DATASOURCE_UID,
+    DS,
+    SITE,
+    ZONE,
+    datasource_variable,
+    last_value,
+    legend,
+    plain_thresholds,
+    site_variable,
+    zone_variable,
+)
 from dashboards.demand import demand_dashboard
 from dashboards.devices import devices_dashboard
 from dashboards.influx import (
-    DATASOURCE_TYPE,
     Arith,
     Call,
     InfluxQLTarget,
-    show_tag_values,
 )
 from dashboards.inventory import inventory_dashboard
 from dashboards.seats import seats_dashboard
 from kernel.schema import ZONE_DRIFT, ZONE_OCCUPANCY, ZONE_TYPICAL
-from kernel.store.influxql import Agg, Query, TagEq
+from kernel.store.influxql import Agg, Query
 
 __all__ = [
     "DASHBOARDS",
@@ -50,9 +59,7 @@ RECORD_INTERVAL: Final = "1m"
 # Gaps shorter than this are drawn through; longer ones (an outage) stay visible.
 SPAN_GAPS_MS: Final = 5 * 60 * 1000
 
-_DS = dash_m.DataSourceRef(type_val=DATASOURCE_TYPE, uid="${datasource}")
 _BY_ZONE: Final = "$tag_zone"
-_SITE = TagEq("site", "$site", variable=True)
 
 PanelBuilder: TypeAlias = timeseries.Panel | stat.Panel | bargauge.Panel
 
@@ -62,7 +69,7 @@ def _zone_query(agg: Agg, *, over_time: bool) -> Query:
     return Query(
         ZONE_OCCUPANCY,
         (agg,),
-        where=(_SITE, ZONE),
+        where=(SITE, ZONE),
         group_by_time="auto" if over_time else None,
         group_by_tags=("zone",),
     )
@@ -72,7 +79,7 @@ def _summed(
     ref_id: str, measurement: str, field: str, alias: str, *, by: tuple[str, ...] = ()
 ) -> InfluxQLTarget:
     """Per interval, the sum over zones of each zone's mean `field` (through a subquery)."""
-    where = (_SITE,) if by else (_SITE, ZONE)  # floors are whole: no zone filter
+    where = (SITE,) if by else (SITE, ZONE)  # floors are whole: no zone filter
     inner = Query(
         measurement,
         (Agg("mean", field, alias),),
@@ -81,11 +88,11 @@ def _summed(
         group_by_tags=("zone", *by),
     )
     outer = Query("per_zone", (Agg("sum", alias, alias),), group_by_time="auto", group_by_tags=by)
-    return InfluxQLTarget().ref_id(ref_id).datasource(_DS).select_nested(outer, inner)
+    return InfluxQLTarget().ref_id(ref_id).datasource(DS).select_nested(outer, inner)
 
 
 def _target(ref_id: str = "A") -> InfluxQLTarget:
-    return InfluxQLTarget().ref_id(ref_id).datasource(_DS).alias(_BY_ZONE)
+    return InfluxQLTarget().ref_id(ref_id).datasource(DS).alias(_BY_ZONE)
 
 
 def _percent_of_capacity(func: str) -> Arith:
@@ -106,37 +113,14 @@ def _load_thresholds() -> dash_b.ThresholdsConfig:
     )
 
 
-def _plain_thresholds() -> dash_b.ThresholdsConfig:
-    # Without any, Grafana colours values past 80 red: wrong for counts of people.
-    return (
-        dash_b.ThresholdsConfig()
-        .mode(dash_m.ThresholdsMode.ABSOLUTE)
-        .steps([dash_m.Threshold(value=None, color="blue")])
-    )
-
-
-def _legend() -> common_b.VizLegendOptions:
-    return (
-        common_b.VizLegendOptions()
-        .show_legend(True)
-        .display_mode(common.LegendDisplayMode.TABLE)
-        .placement(common.LegendPlacement.RIGHT)
-        .calcs(["lastNotNull", "max"])
-    )
-
-
-def _last_value() -> common_b.ReduceDataOptions:
-    return common_b.ReduceDataOptions().values(False).calcs(["lastNotNull"]).fields("")
-
-
 def _over_time(title: str, description: str) -> timeseries.Panel:
     return (
         timeseries.Panel()
         .title(title)
         .description(description)
-        .datasource(_DS)
+        .datasource(DS)
         .interval(RECORD_INTERVAL)
-        .legend(_legend())
+        .legend(legend())
         .tooltip(common_b.VizTooltipOptions().mode(common.TooltipDisplayMode.MULTI))
         .color_scheme(dash_b.FieldColor().mode(dash_m.FieldColorModeId.PALETTE_CLASSIC))
         .line_width(2)
@@ -154,7 +138,7 @@ def _occupancy_panel() -> timeseries.Panel:
         .with_target(_target().select(q))
         .unit(units.Short)
         .decimals(0)
-        .thresholds(_plain_thresholds())
+        .thresholds(plain_thresholds())
         .span(16)
     )
 
@@ -165,12 +149,12 @@ def _current_occupancy_panel() -> stat.Panel:
         stat.Panel()
         .title("Current occupancy")
         .description("People in each zone now.")
-        .datasource(_DS)
+        .datasource(DS)
         .with_target(_target().select(q))
         .unit(units.Short)
         .decimals(0)
-        .thresholds(_plain_thresholds())
-        .reduce_options(_last_value())
+        .thresholds(plain_thresholds())
+        .reduce_options(last_value())
         .color_mode(common.BigValueColorMode.VALUE)
         .graph_mode(common.BigValueGraphMode.NONE)
         .text_mode(common.BigValueTextMode.VALUE_AND_NAME)
@@ -207,14 +191,14 @@ def _current_load_panel() -> bargauge.Panel:
         bargauge.Panel()
         .title("Current load")
         .description("Each zone's occupancy now, as a share of its capacity.")
-        .datasource(_DS)
+        .datasource(DS)
         .with_target(target)
         .unit(units.Percent)
         .decimals(0)
         .min(0)
         .max(120)
         .thresholds(_load_thresholds())
-        .reduce_options(_last_value())
+        .reduce_options(last_value())
         .display_mode(common.BarGaugeDisplayMode.BASIC)
         .orientation(common.VizOrientation.HORIZONTAL)
         .show_unfilled(True)
@@ -233,13 +217,9 @@ def _free_seats_panel() -> timeseries.Panel:
         .with_target(_target().select(q))
         .unit(units.Short)
         .decimals(0)
-        .thresholds(_plain_thresholds())
+        .thresholds(plain_thresholds())
         .span(24)
     )
-
-
-def _datasource_variable() -> dash_b.DatasourceVariable:
-    return datasource_variable()
 
 
 def _floor_panel() -> timeseries.Panel:
@@ -249,7 +229,7 @@ def _floor_panel() -> timeseries.Panel:
         .with_target(target.alias("floor $tag_floor"))
         .unit(units.Short)
         .decimals(0)
-        .thresholds(_plain_thresholds())
+        .thresholds(plain_thresholds())
         .span(12)
     )
 
@@ -274,7 +254,7 @@ def _today_vs_typical_panel() -> timeseries.Panel:
         )
         .unit(units.Short)
         .decimals(0)
-        .thresholds(_plain_thresholds())
+        .thresholds(plain_thresholds())
         .span(12)
     )
 
@@ -289,21 +269,8 @@ def _last_week_panel() -> timeseries.Panel:
         .time_shift("7d")
         .unit(units.Short)
         .decimals(0)
-        .thresholds(_plain_thresholds())
+        .thresholds(plain_thresholds())
         .span(12)
-    )
-
-
-def _site_variable() -> dash_b.QueryVariable:
-    return (
-        dash_b.QueryVariable("site")
-        .label("Site")
-        .datasource(_DS)
-        .query(show_tag_values(ZONE_OCCUPANCY, "site"))
-        .refresh(dash_m.VariableRefresh.ON_TIME_RANGE_CHANGED)
-        .sort(dash_m.VariableSort.ALPHABETICAL_ASC)
-        .multi(False)
-        .include_all(False)
     )
 
 
@@ -319,8 +286,8 @@ def occupancy_dashboard() -> dash_m.Dashboard:
         .tooltip(dash_m.DashboardCursorSync.CROSSHAIR)
         .time("now-12h", "now")
         .refresh("10s")
-        .with_variable(_datasource_variable())
-        .with_variable(_site_variable())
+        .with_variable(datasource_variable())
+        .with_variable(site_variable(ZONE_OCCUPANCY))
         .with_variable(zone_variable(ZONE_OCCUPANCY))
     )
     panels: list[PanelBuilder] = [
@@ -341,7 +308,7 @@ def occupancy_dashboard() -> dash_m.Dashboard:
 
 
 def _drift_panel(*, by_zone_variable: bool = False) -> timeseries.Panel:
-    where = (_SITE, ZONE) if by_zone_variable else (_SITE,)
+    where = (SITE, ZONE) if by_zone_variable else (SITE,)
     q = Query(ZONE_DRIFT, (Agg(None, "drift"),), where=where, group_by_tags=("zone",))
     return (
         timeseries.Panel()
@@ -351,9 +318,9 @@ def _drift_panel(*, by_zone_variable: bool = False) -> timeseries.Panel:
             " be empty; the count is then reset to zero. Positive: exits were missed; negative:"
             " entries were. A zone that drifts night after night has a gate to check."
         )
-        .datasource(_DS)
+        .datasource(DS)
         .with_target(_target().select(q))
-        .legend(_legend())
+        .legend(legend())
         .tooltip(common_b.VizTooltipOptions().mode(common.TooltipDisplayMode.MULTI))
         .color_scheme(dash_b.FieldColor().mode(dash_m.FieldColorModeId.PALETTE_CLASSIC))
         .draw_style(common.GraphDrawStyle.BARS)
@@ -361,26 +328,26 @@ def _drift_panel(*, by_zone_variable: bool = False) -> timeseries.Panel:
         .line_width(1)
         .unit(units.Short)
         .decimals(0)
-        .thresholds(_plain_thresholds())
+        .thresholds(plain_thresholds())
         .height(9)
         .span(16)
     )
 
 
 def _last_drift_panel() -> bargauge.Panel:
-    q = Query(ZONE_DRIFT, (Agg("last", "abs_drift"),), where=(_SITE,), group_by_tags=("zone",))
+    q = Query(ZONE_DRIFT, (Agg("last", "abs_drift"),), where=(SITE,), group_by_tags=("zone",))
     return (
         bargauge.Panel()
         .title("Drift at the last closing")
         .description("People the count was off by, per zone, at the most recent closing.")
-        .datasource(_DS)
+        .datasource(DS)
         .with_target(_target().select(q))
-        .reduce_options(_last_value())
+        .reduce_options(last_value())
         .orientation(common.VizOrientation.HORIZONTAL)
         .unit(units.Short)
         .decimals(0)
         .min(0)
-        .thresholds(_plain_thresholds())
+        .thresholds(plain_thresholds())
         .height(9)
         .span(8)
     )
@@ -397,8 +364,8 @@ def counting_health_dashboard() -> dash_m.Dashboard:
         .timezone("browser")
         .time("now-30d", "now")
         .refresh("5m")
-        .with_variable(_datasource_variable())
-        .with_variable(_site_variable())
+        .with_variable(datasource_variable())
+        .with_variable(site_variable(ZONE_OCCUPANCY))
     )
     panels: list[PanelBuilder] = [_drift_panel(), _last_drift_panel()]
     for panel_id, panel in enumerate(panels, start=1):
@@ -410,7 +377,7 @@ DASHBOARDS: Final[dict[str, Callable[[], dash_m.Dashboard]]] = {
     "occupancy.json": occupancy_dashboard,
     "seats.json": seats_dashboard,
     "inventory.json": inventory_dashboard,
-    "demand.json": lambda: demand_dashboard(_datasource_variable()),
+    "demand.json": lambda: demand_dashboard(datasource_variable()),
     "alerts.json": alerts_dashboard,
     "devices.json": devices_dashboard,
     "counting-health.json": counting_health_dashboard,

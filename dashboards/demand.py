@@ -17,8 +17,9 @@ from grafana_foundation_sdk.builders import table, timeseries
 from grafana_foundation_sdk.models import common, units
 from grafana_foundation_sdk.models import dashboard as dash_m
 
-from dashboards.influx import DATASOURCE_TYPE, InfluxQLTarget, show_tag_values
-from kernel.store.influxql import Agg, Query, TagEq
+from dashboards.common import DS, SITE, plain_thresholds, site_variable
+from dashboards.influx import InfluxQLTarget
+from kernel.store.influxql import Agg, Query
 from services.inventory.demand import DEMAND_RANK, DEMAND_SIGNAL, KINDS, WEIGHTS
 
 __all__ = ["DEMAND_UID", "SIGNAL_INTERVAL", "demand_dashboard"]
@@ -27,8 +28,6 @@ DEMAND_UID: Final = "stackpulse-demand"
 # Demand is counted in hourly buckets; finer bars over weeks would be mostly empty.
 SIGNAL_INTERVAL: Final = "1h"
 
-_DS = dash_m.DataSourceRef(type_val=DATASOURCE_TYPE, uid="${datasource}")
-_SITE = TagEq("site", "$site", variable=True)
 _RANK_COLUMNS: Final = (
     "title",
     "call_number",
@@ -43,7 +42,7 @@ _HIDDEN: Final = ("Time", "call_class", "checkin")
 
 
 def _target(q: Query, *, alias: str | None = None, as_table: bool = False) -> InfluxQLTarget:
-    target = InfluxQLTarget().ref_id("A").datasource(_DS).select(q)
+    target = InfluxQLTarget().ref_id("A").datasource(DS).select(q)
     if alias:
         target = target.alias(alias)
     return target.result_format("table") if as_table else target
@@ -51,14 +50,6 @@ def _target(q: Query, *, alias: str | None = None, as_table: bool = False) -> In
 
 def _weights_text() -> str:
     return ", ".join(f"{kind} {w}" for kind, w in WEIGHTS.items())
-
-
-def _plain_thresholds() -> dash_b.ThresholdsConfig:
-    return (
-        dash_b.ThresholdsConfig()
-        .mode(dash_m.ThresholdsMode.ABSOLUTE)
-        .steps([dash_m.Threshold(value=None, color="blue")])
-    )
 
 
 def _gauge_cells(*columns: str) -> list[tuple[str, list[dash_m.DynamicConfigValue]]]:
@@ -72,7 +63,7 @@ def _top_titles_panel() -> table.Panel:
     q = Query(
         DEMAND_RANK,
         tuple(Agg("last", column, column) for column in _RANK_COLUMNS),
-        where=(_SITE,),
+        where=(SITE,),
         group_by_tags=("rank",),
     )
     organize = dash_m.DataTransformerConfig(
@@ -103,12 +94,12 @@ def _top_titles_panel() -> table.Panel:
             f" ({_weights_text()}). 'buy?' when holds or in-library uses per copy pass the"
             " thresholds; the reason says which."
         )
-        .datasource(_DS)
+        .datasource(DS)
         .with_target(_target(q, as_table=True))
         .with_transformation(filled)
         .with_transformation(organize)
         .sort_by([common_b.TableSortByFieldState().display_name("rank")])
-        .thresholds(_plain_thresholds())
+        .thresholds(plain_thresholds())
         .height(10)
         .span(24)
     )
@@ -121,7 +112,7 @@ def _classes_panel() -> table.Panel:
     q = Query(
         DEMAND_SIGNAL,
         (Agg("sum", "weight", "score"), Agg("sum", "count", "signals")),
-        where=(_SITE,),
+        where=(SITE,),
         group_by_tags=("call_class",),
     )
     panel = (
@@ -131,7 +122,7 @@ def _classes_panel() -> table.Panel:
             "Weighted signals per class over the dashboard's time range (LC: class letters"
             " and number, e.g. QA76; Dewey: hundreds, e.g. 500)."
         )
-        .datasource(_DS)
+        .datasource(DS)
         .with_target(_target(q, as_table=True))
         .with_transformation(
             dash_m.DataTransformerConfig(
@@ -142,7 +133,7 @@ def _classes_panel() -> table.Panel:
         .sort_by([common_b.TableSortByFieldState().display_name("score").desc(True)])
         .unit(units.Short)
         .decimals(0)
-        .thresholds(_plain_thresholds())
+        .thresholds(plain_thresholds())
         .height(10)
         .span(10)
     )
@@ -155,7 +146,7 @@ def _kinds_panel() -> timeseries.Panel:
     q = Query(
         DEMAND_SIGNAL,
         (Agg("sum", "count"),),
-        where=(_SITE,),
+        where=(SITE,),
         group_by_time="auto",
         group_by_tags=("kind",),
         fill="0",
@@ -167,7 +158,7 @@ def _kinds_panel() -> timeseries.Panel:
             "In-library uses (off the shelf and back without a checkout), checkouts,"
             " renewals, holds and checkins, per interval."
         )
-        .datasource(_DS)
+        .datasource(DS)
         .interval(SIGNAL_INTERVAL)
         .with_target(_target(q, alias="$tag_kind"))
         .legend(
@@ -186,22 +177,9 @@ def _kinds_panel() -> timeseries.Panel:
         .unit(units.Short)
         .decimals(0)
         .min(0)
-        .thresholds(_plain_thresholds())
+        .thresholds(plain_thresholds())
         .height(10)
         .span(14)
-    )
-
-
-def _site_variable() -> dash_b.QueryVariable:
-    return (
-        dash_b.QueryVariable("site")
-        .label("Site")
-        .datasource(_DS)
-        .query(show_tag_values(DEMAND_SIGNAL, "site"))
-        .refresh(dash_m.VariableRefresh.ON_TIME_RANGE_CHANGED)
-        .sort(dash_m.VariableSort.ALPHABETICAL_ASC)
-        .multi(False)
-        .include_all(False)
     )
 
 
@@ -217,7 +195,7 @@ def demand_dashboard(datasource: dash_b.DatasourceVariable) -> dash_m.Dashboard:
         .time("now-30d", "now")
         .refresh("15m")
         .with_variable(datasource)
-        .with_variable(_site_variable())
+        .with_variable(site_variable(DEMAND_SIGNAL))
     )
     panels: list[table.Panel | timeseries.Panel] = [
         _top_titles_panel(),
