@@ -352,12 +352,8 @@ class Gateway:
             _ack(mqtt, [mid])
             return
         m.lag_seconds = (result.received - result.ts).total_seconds()
+        self._add_point(result.point, result.line)
         b = self._batch
-        if not b.points:
-            b.since = time.monotonic()
-            b.connection = self._connection
-        b.points.append(result.point)
-        b.lines.append(result.line)
         if result.channel is Channel.STATUS:
             # Rare: its point is spooled with the batch at once, and its event goes out on
             # its own, retained, so a service that starts later still learns which devices
@@ -403,13 +399,14 @@ class Gateway:
             self._dead.clear()
         self._dead_minute = minute
 
-    def _add_point(self, point: Point) -> None:
+    def _add_point(self, point: Point, line: str | None = None) -> None:
+        """Into the batch (batch lock held); the first point starts its window."""
         b = self._batch
         if not b.points:
             b.since = time.monotonic()
             b.connection = self._connection
         b.points.append(point)
-        b.lines.append(None)
+        b.lines.append(line)
 
     def _flush_due(self, mqtt: FastClient) -> None:
         """Send a batch that has waited `batch_window`, even if no more messages come."""
