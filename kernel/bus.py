@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import socket
 import ssl
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from urllib.parse import unquote, urlsplit
 
@@ -87,3 +88,19 @@ def client(
     # Many publishes in flight is how a busy component is meant to run, not a warning sign.
     mqtt.pending_calls_threshold = max(10, max_inflight)
     return mqtt
+
+
+async def follow(
+    mqtt: aiomqtt.Client, filters: Iterable[str], apply: Callable[[str, bytes | str], object]
+) -> None:
+    """Subscribe to `filters` and hand each message's topic and payload to `apply`, until
+    the connection ends (then MqttError). The broker replays retained state on subscribe,
+    so after a reconnect calling this again makes a read model whole."""
+    for topic_filter in filters:
+        await mqtt.subscribe(topic_filter, qos=1, timeout=10)
+    async for message in mqtt.messages:
+        payload = message.payload
+        if isinstance(payload, bytes | bytearray | str):
+            apply(
+                message.topic.value, bytes(payload) if isinstance(payload, bytearray) else payload
+            )

@@ -11,6 +11,7 @@ from typing import Annotated, Literal
 import aiomqtt
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, ValidationError
 
+from kernel.bus import follow
 from kernel.models import Timestamp
 from kernel.topics import DEFAULT_ROOT, SITE_RE, parse_system_topic, state_topic
 
@@ -345,14 +346,7 @@ def subscriptions(root: str = DEFAULT_ROOT) -> list[str]:
 
 async def run_view(view: InventoryView, client: aiomqtt.Client, root: str = DEFAULT_ROOT) -> None:
     """Feed `view` from a connected client until the connection ends (then MqttError)."""
-    for topic_filter in subscriptions(root):
-        await client.subscribe(topic_filter, qos=1, timeout=10)
-    async for message in client.messages:
-        payload = message.payload
-        if isinstance(payload, bytes | bytearray | str):
-            view.apply(
-                message.topic.value, bytes(payload) if isinstance(payload, bytearray) else payload
-            )
+    await follow(client, subscriptions(root), view.apply)
 
 
 __all__ = [

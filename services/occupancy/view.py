@@ -11,6 +11,7 @@ from typing import Annotated, Literal
 import aiomqtt
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, ValidationError
 
+from kernel.bus import follow
 from kernel.models import Timestamp
 from kernel.topics import DEFAULT_ROOT, DEVICE_RE, SITE_RE, parse_system_topic, state_topic
 
@@ -283,11 +284,4 @@ async def run_view(view: OccupancyView, client: aiomqtt.Client, root: str = DEFA
     The broker replays every retained state message on subscribe, so after a reconnect
     the caller only needs to call this again to be whole.
     """
-    for topic_filter in subscriptions(root):
-        await client.subscribe(topic_filter, qos=1, timeout=10)
-    async for message in client.messages:
-        payload = message.payload
-        if isinstance(payload, bytes | bytearray | str):
-            view.apply(
-                message.topic.value, bytes(payload) if isinstance(payload, bytearray) else payload
-            )
+    await follow(client, subscriptions(root), view.apply)
