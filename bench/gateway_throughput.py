@@ -35,10 +35,10 @@ import paho.mqtt.client as paho
 import yaml
 from paho.mqtt.enums import CallbackAPIVersion
 
-from gateway.decode import Accepted, decode, index_sites
-from kernel.layout import Layout
-from kernel.store.influx import InfluxStore
-from kernel.store.lineprotocol import encode_point
+from stackpulse.gateway.decode import Accepted, decode, index_sites
+from stackpulse.kernel.layout import Layout
+from stackpulse.kernel.store.influx import InfluxStore
+from stackpulse.kernel.store.lineprotocol import encode_point
 from tests.support.procs import free_port, start_influxdb, start_mosquitto
 
 GATES, SEATS, SHELVES = 20, 400, 40

@@ -35,11 +35,11 @@ from typing import Annotated, Any, NamedTuple
 
 import msgspec
 
-from kernel.catalog import Catalog, load_catalog
-from kernel.layout import Layout, load_layout
-from kernel.models import parse_rfc3339
-from services.inventory.model import InventorySettings, Read, SectionReport
-from simulators.scale_library import SEED, generate
+from stackpulse.kernel.catalog import Catalog, load_catalog
+from stackpulse.kernel.layout import Layout, load_layout
+from stackpulse.kernel.models import parse_rfc3339
+from stackpulse.services.inventory.model import InventorySettings, Read, SectionReport
+from stackpulse.simulators.scale_library import SEED, generate
 
 GOAL_SECONDS = 30.0
 GOAL_BYTES = 1 << 30
@@ -206,7 +206,7 @@ def process(inventory: Any, messages: Sequence[Message], close_at: datetime) -> 
 
 def inventory_factory() -> tuple[Callable[[Layout, Catalog], Any] | None, str]:
     try:
-        from services.inventory.logic import Inventory
+        from stackpulse.services.inventory.logic import Inventory
     except Exception as err:  # the logic is written alongside: say why, run the baseline
         return None, f"services.inventory.logic unavailable ({type(err).__name__}: {err})"
     settings = InventorySettings()

@@ -1,7 +1,12 @@
 """Grafana dashboards as code: built with grafana-foundation-sdk, provisioned or pushed."""
 
-from dashboards.build import DASHBOARDS, DATASOURCE_UID, build_all, occupancy_dashboard
-from dashboards.influx import InfluxQLTarget, expand_macros, panel_queries, variable_queries
+from stackpulse.dashboards.build import DASHBOARDS, DATASOURCE_UID, build_all, occupancy_dashboard
+from stackpulse.dashboards.influx import (
+    InfluxQLTarget,
+    expand_macros,
+    panel_queries,
+    variable_queries,
+)
 
 __all__ = [
     "DASHBOARDS",

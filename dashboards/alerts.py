@@ -13,7 +13,7 @@ from typing import Final
 from grafana_foundation_sdk.models import common, units
 from grafana_foundation_sdk.models import dashboard as dash_m
 
-from dashboards.common import (
+from stackpulse.dashboards.common import (
     SITE,
     PanelBuilder,
     board,
@@ -25,8 +25,8 @@ from dashboards.common import (
     table_panel,
     target,
 )
-from kernel.schema import ALERT_TRANSITION
-from kernel.store.influxql import Agg, Query, TagEq
+from stackpulse.kernel.schema import ALERT_TRANSITION
+from stackpulse.kernel.store.influxql import Agg, Query, TagEq
 
 __all__ = ["ALERTS_UID", "alerts_dashboard"]
 

@@ -13,8 +13,8 @@ from grafana_foundation_sdk.cog.encoder import JSONEncoder
 from grafana_foundation_sdk.models import common, units
 from grafana_foundation_sdk.models import dashboard as dash_m
 
-from dashboards.alerts import alerts_dashboard
-from dashboards.common import (
+from stackpulse.dashboards.alerts import alerts_dashboard
+from stackpulse.dashboards.common import (
     DATASOURCE_UID,
     DS,
     SITE,
@@ -26,17 +26,17 @@ from dashboards.common import (
     site_variable,
     zone_variable,
 )
-from dashboards.demand import demand_dashboard
-from dashboards.devices import devices_dashboard
-from dashboards.influx import (
+from stackpulse.dashboards.demand import demand_dashboard
+from stackpulse.dashboards.devices import devices_dashboard
+from stackpulse.dashboards.influx import (
     Arith,
     Call,
     InfluxQLTarget,
 )
-from dashboards.inventory import inventory_dashboard
-from dashboards.seats import seats_dashboard
-from kernel.schema import ZONE_DRIFT, ZONE_OCCUPANCY, ZONE_TYPICAL
-from kernel.store.influxql import Agg, Query
+from stackpulse.dashboards.inventory import inventory_dashboard
+from stackpulse.dashboards.seats import seats_dashboard
+from stackpulse.kernel.schema import ZONE_DRIFT, ZONE_OCCUPANCY, ZONE_TYPICAL
+from stackpulse.kernel.store.influxql import Agg, Query
 
 __all__ = [
     "DASHBOARDS",

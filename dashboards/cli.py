@@ -17,15 +17,15 @@ from grafana_client.client import (
     GrafanaUnauthorizedError,
 )
 
-from dashboards.build import build_all
-from dashboards.push import Destination, push, push_payload
+from stackpulse.dashboards.build import build_all
+from stackpulse.dashboards.push import Destination, push, push_payload
 
 __all__ = ["GENERATED_DIR", "check", "main", "push_payload", "write"]
 
 GENERATED_DIR: Final = Path(__file__).resolve().parent / "generated"
 DEFAULT_FOLDER_UID: Final = "stackpulse"
 DEFAULT_FOLDER_TITLE: Final = "StackPulse"
-_REBUILD_HINT: Final = "run `python3 -m dashboards.cli build` and commit the result"
+_REBUILD_HINT: Final = "run `python3 -m stackpulse.dashboards.cli build` and commit the result"
 
 
 def write(out_dir: Path, built: Mapping[str, str]) -> list[str]:

@@ -17,8 +17,8 @@ from grafana_foundation_sdk.builders import dashboard as dash_b
 from grafana_foundation_sdk.models import common, units
 from grafana_foundation_sdk.models import dashboard as dash_m
 
-from dashboards.influx import DATASOURCE_TYPE, InfluxQLTarget, show_tag_values
-from kernel.store.influxql import TagEq
+from stackpulse.dashboards.influx import DATASOURCE_TYPE, InfluxQLTarget, show_tag_values
+from stackpulse.kernel.store.influxql import TagEq
 
 __all__ = [
     "DATASOURCE_UID",

@@ -17,10 +17,10 @@ from grafana_foundation_sdk.builders import table, timeseries
 from grafana_foundation_sdk.models import common, units
 from grafana_foundation_sdk.models import dashboard as dash_m
 
-from dashboards.common import DS, SITE, plain_thresholds, site_variable
-from dashboards.influx import InfluxQLTarget
-from kernel.store.influxql import Agg, Query
-from services.inventory.demand import DEMAND_RANK, DEMAND_SIGNAL, KINDS, WEIGHTS
+from stackpulse.dashboards.common import DS, SITE, plain_thresholds, site_variable
+from stackpulse.dashboards.influx import InfluxQLTarget
+from stackpulse.kernel.store.influxql import Agg, Query
+from stackpulse.services.inventory.demand import DEMAND_RANK, DEMAND_SIGNAL, KINDS, WEIGHTS
 
 __all__ = ["DEMAND_UID", "SIGNAL_INTERVAL", "demand_dashboard"]
 

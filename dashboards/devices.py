@@ -16,7 +16,7 @@ from grafana_foundation_sdk.builders import histogram
 from grafana_foundation_sdk.models import dashboard as dash_m
 from grafana_foundation_sdk.models import units
 
-from dashboards.common import (
+from stackpulse.dashboards.common import (
     DS,
     SITE,
     PanelBuilder,
@@ -30,9 +30,9 @@ from dashboards.common import (
     table_panel,
     target,
 )
-from dashboards.influx import Arith, Call, InfluxQLTarget
-from kernel.schema import DEAD_LETTERS, DEVICE_STATUS, GATE, SEAT, SHELF
-from kernel.store.influxql import Agg, Query
+from stackpulse.dashboards.influx import Arith, Call, InfluxQLTarget
+from stackpulse.kernel.schema import DEAD_LETTERS, DEVICE_STATUS, GATE, SEAT, SHELF
+from stackpulse.kernel.store.influxql import Agg, Query
 
 __all__ = ["DEVICES_UID", "HEARD_INTERVAL", "STATUS_WINDOW", "devices_dashboard"]
 

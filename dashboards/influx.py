@@ -14,7 +14,15 @@ from grafana_foundation_sdk.cog import runtime as cogruntime
 from grafana_foundation_sdk.cog import variants as cogvariants
 from grafana_foundation_sdk.models.dashboard import DataSourceRef
 
-from kernel.store.influxql import AGG_FUNCS, Agg, Query, TagEq, quote_ident, quote_string, render
+from stackpulse.kernel.store.influxql import (
+    AGG_FUNCS,
+    Agg,
+    Query,
+    TagEq,
+    quote_ident,
+    quote_string,
+    render,
+)
 
 __all__ = [
     "DATASOURCE_TYPE",
@@ -105,7 +113,7 @@ def render_computed(q: Query, expr: Arith, alias: str, *, grafana: bool = True) 
     text = render(stand_in, grafana=grafana)
     head = f"SELECT {first.func}({quote_ident(first.field)}) AS {quote_ident(alias)} FROM "
     if not text.startswith(head):
-        raise RuntimeError(f"kernel.store.influxql renders selects differently now: {text!r}")
+        raise RuntimeError(f"the InfluxQL renderer writes selects differently now: {text!r}")
     inner = _term_text(expr)[1:-1]  # the outermost parentheses add nothing
     return f"SELECT {inner} AS {quote_ident(alias)} FROM {text[len(head) :]}"
 
@@ -122,7 +130,7 @@ def render_nested(outer: Query, inner: Query, *, inner_text: str | None = None) 
     text = render(outer, grafana=True)
     placeholder = f"FROM {quote_ident(outer.measurement)}"
     if text.count(placeholder) != 1:
-        raise RuntimeError(f"kernel.store.influxql renders FROM differently now: {text!r}")
+        raise RuntimeError(f"the InfluxQL renderer writes FROM differently now: {text!r}")
     sub = inner_text if inner_text is not None else render(inner, grafana=True)
     return text.replace(placeholder, f"FROM ({sub})")
 

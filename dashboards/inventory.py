@@ -14,7 +14,7 @@ from grafana_foundation_sdk.builders import stat
 from grafana_foundation_sdk.models import common, units
 from grafana_foundation_sdk.models import dashboard as dash_m
 
-from dashboards.common import (
+from stackpulse.dashboards.common import (
     DS,
     SITE,
     PanelBuilder,
@@ -29,9 +29,9 @@ from dashboards.common import (
     table_panel,
     target,
 )
-from kernel.schema import FINDING_CLOSED, SHELF
-from kernel.store.influxql import Agg, Query
-from services.inventory.service import INVENTORY_MEASUREMENT
+from stackpulse.kernel.schema import FINDING_CLOSED, SHELF
+from stackpulse.kernel.store.influxql import Agg, Query
+from stackpulse.services.inventory.service import INVENTORY_MEASUREMENT
 
 __all__ = ["INVENTORY_UID", "inventory_dashboard"]
 

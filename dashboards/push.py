@@ -16,7 +16,7 @@ from typing import Any, Final, Literal
 from grafana_client.api import GrafanaApi
 from grafana_client.client import GrafanaClientError
 
-from dashboards.common import DATASOURCE_UID
+from stackpulse.dashboards.common import DATASOURCE_UID
 
 __all__ = [
     "DATASOURCE_NAME",

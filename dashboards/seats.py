@@ -16,7 +16,7 @@ from grafana_foundation_sdk.builders import dashboard as dash_b
 from grafana_foundation_sdk.models import common, units
 from grafana_foundation_sdk.models import dashboard as dash_m
 
-from dashboards.common import (
+from stackpulse.dashboards.common import (
     SITE,
     ZONE,
     PanelBuilder,
@@ -29,9 +29,9 @@ from dashboards.common import (
     target,
     zone_variable,
 )
-from dashboards.influx import Arith, Call
-from kernel.schema import ZONE_OCCUPANCY
-from kernel.store.influxql import Agg, Query
+from stackpulse.dashboards.influx import Arith, Call
+from stackpulse.kernel.schema import ZONE_OCCUPANCY
+from stackpulse.kernel.store.influxql import Agg, Query
 
 __all__ = ["SEATS_UID", "STATES", "seats_dashboard"]
 

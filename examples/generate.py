@@ -11,7 +11,7 @@ import re
 from collections.abc import Iterator
 from pathlib import Path
 
-from kernel.callnumbers import CallNumberRange, RangeIndex, parse, successor_key
+from stackpulse.kernel.callnumbers import CallNumberRange, RangeIndex, parse, successor_key
 
 SEED = 20261124
 ITEMS = 6000

@@ -7,8 +7,8 @@ import json
 from collections.abc import Mapping
 from datetime import datetime
 
-from gateway.fastpath import decode_fast
-from gateway.results import (
+from stackpulse.gateway.fastpath import decode_fast
+from stackpulse.gateway.results import (
     MAX_AHEAD,
     MAX_BEHIND,
     Accepted,
@@ -17,7 +17,7 @@ from gateway.results import (
     correct_clock,
     index_sites,
 )
-from kernel.models import (
+from stackpulse.kernel.models import (
     MAX_PAYLOAD_BYTES,
     CircData,
     DevicePayload,
@@ -30,9 +30,15 @@ from kernel.models import (
     format_ts,
     parse_payload,
 )
-from kernel.schema import circ_point, gate_point, seat_point, shelf_point, status_point
-from kernel.store.base import Point
-from kernel.topics import Channel, Kind, TopicError, dead_letter_topic, parse_device_topic
+from stackpulse.kernel.schema import circ_point, gate_point, seat_point, shelf_point, status_point
+from stackpulse.kernel.store.base import Point
+from stackpulse.kernel.topics import (
+    Channel,
+    Kind,
+    TopicError,
+    dead_letter_topic,
+    parse_device_topic,
+)
 
 __all__ = [
     "MAX_AHEAD",

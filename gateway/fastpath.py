@@ -17,12 +17,12 @@ from typing import Annotated, Any, Literal
 
 import msgspec
 
-from gateway.results import Accepted, SiteIndex, correct_clock
-from kernel.models import MAX_PAYLOAD_BYTES, format_ts, parse_rfc3339
-from kernel.schema import circ_point, gate_point, seat_point, shelf_point
-from kernel.store.base import Point
-from kernel.store.lineprotocol import encode_series
-from kernel.topics import Channel, Kind
+from stackpulse.gateway.results import Accepted, SiteIndex, correct_clock
+from stackpulse.kernel.models import MAX_PAYLOAD_BYTES, format_ts, parse_rfc3339
+from stackpulse.kernel.schema import circ_point, gate_point, seat_point, shelf_point
+from stackpulse.kernel.store.base import Point
+from stackpulse.kernel.store.lineprotocol import encode_series
+from stackpulse.kernel.topics import Channel, Kind
 
 # The same bounds as kernel.models. `\Z`, not `$`: Python's `$` also matches before a
 # final newline, which the protocol's identifier pattern does not allow.

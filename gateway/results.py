@@ -6,10 +6,10 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from kernel.layout import Layout
-from kernel.models import Event
-from kernel.store.base import Point
-from kernel.topics import Channel, Kind
+from stackpulse.kernel.layout import Layout
+from stackpulse.kernel.models import Event
+from stackpulse.kernel.store.base import Point
+from stackpulse.kernel.topics import Channel, Kind
 
 MAX_AHEAD = timedelta(minutes=5)
 MAX_BEHIND = timedelta(days=7)

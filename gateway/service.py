@@ -32,19 +32,25 @@ from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from gateway.decode import Accepted, SiteIndex, decode
-from gateway.dedup import Deduplicator
-from gateway.metrics import GatewayMetrics
-from gateway.mqttio import FastClient
-from gateway.spool import LINES, POINTS, Spool, SpoolLocked
-from gateway.writer import SpoolWriter
-from kernel.bus import BrokerAddress
-from kernel.clock import Clock
-from kernel.models import format_ts
-from kernel.schema import dead_letter_point
-from kernel.settings import SettingsError
-from kernel.store.base import LineStore, Point, SeriesStore
-from kernel.topics import Channel, Kind, device_subscriptions, event_batch_topic, event_topic
+from stackpulse.gateway.decode import Accepted, SiteIndex, decode
+from stackpulse.gateway.dedup import Deduplicator
+from stackpulse.gateway.metrics import GatewayMetrics
+from stackpulse.gateway.mqttio import FastClient
+from stackpulse.gateway.spool import LINES, POINTS, Spool, SpoolLocked
+from stackpulse.gateway.writer import SpoolWriter
+from stackpulse.kernel.bus import BrokerAddress
+from stackpulse.kernel.clock import Clock
+from stackpulse.kernel.models import format_ts
+from stackpulse.kernel.schema import dead_letter_point
+from stackpulse.kernel.settings import SettingsError
+from stackpulse.kernel.store.base import LineStore, Point, SeriesStore
+from stackpulse.kernel.topics import (
+    Channel,
+    Kind,
+    device_subscriptions,
+    event_batch_topic,
+    event_topic,
+)
 
 log = logging.getLogger("stackpulse.gateway")
 

@@ -30,8 +30,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from kernel.store.base import Point
-from kernel.store.lineprotocol import encode_point
+from stackpulse.kernel.store.base import Point
+from stackpulse.kernel.store.lineprotocol import encode_point
 
 log = logging.getLogger("stackpulse.gateway.spool")
 

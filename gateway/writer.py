@@ -6,10 +6,10 @@ import asyncio
 import logging
 import time
 
-from gateway.metrics import GatewayMetrics
-from gateway.spool import Segment, Spool
-from kernel.aio import Backoff, raise_if_cancelling
-from kernel.store.base import LineStore, SeriesStore, StoreError, StoreRejected
+from stackpulse.gateway.metrics import GatewayMetrics
+from stackpulse.gateway.spool import Segment, Spool
+from stackpulse.kernel.aio import Backoff, raise_if_cancelling
+from stackpulse.kernel.store.base import LineStore, SeriesStore, StoreError, StoreRejected
 
 log = logging.getLogger("stackpulse.gateway.writer")
 

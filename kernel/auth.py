@@ -21,10 +21,10 @@ import jwt
 from pwdlib import PasswordHash
 from pwdlib.hashers.argon2 import Argon2Hasher
 
-from kernel.topics import SITE_RE
+from stackpulse.kernel.topics import SITE_RE
 
 if TYPE_CHECKING:  # only the types: the database's driver stays unloaded in processes without it
-    from kernel.statedb import StateDB, UserRecord
+    from stackpulse.kernel.statedb import StateDB, UserRecord
 
 Role = Literal["staff", "manager", "admin"]
 ROLES: tuple[Role, ...] = get_args(Role)

@@ -16,8 +16,8 @@ from functools import cached_property
 from pathlib import Path
 from typing import TextIO
 
-from kernel.callnumbers import CallNumberError, sort_key
-from kernel.layout import Layout
+from stackpulse.kernel.callnumbers import CallNumberError, sort_key
+from stackpulse.kernel.layout import Layout
 
 REQUIRED = ("item", "call_number", "title", "collection")
 # The identifier RFID tags carry (kernel.models.Ident): the item barcode.
@@ -117,7 +117,7 @@ def load_catalog(path: str | Path, layout: Layout) -> Catalog:
     p = Path(path)
     suffix = p.suffix.lower()
     if suffix in MARC_SUFFIXES:
-        from kernel.marc import read_marc  # pymarc is imported only for MARC files
+        from stackpulse.kernel.marc import read_marc  # pymarc is imported only for MARC files
 
         return read_marc(p, layout)
     try:

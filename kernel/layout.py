@@ -13,7 +13,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from kernel.callnumbers import (
+from stackpulse.kernel.callnumbers import (
     CallNumber,
     CallNumberError,
     CallNumberRange,
@@ -21,7 +21,7 @@ from kernel.callnumbers import (
     Scheme,
     parse,
 )
-from kernel.topics import DEVICE_RE, SITE_RE, Kind
+from stackpulse.kernel.topics import DEVICE_RE, SITE_RE, Kind
 
 OUTSIDE = "outside"
 DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")

@@ -16,8 +16,8 @@ from pymarc import Field, Record
 from pymarc.exceptions import PymarcException
 from pymarc.marcxml import XmlHandler, parse_xml
 
-from kernel.catalog import Catalog, CatalogBuilder, CatalogError, Fields, no_gc
-from kernel.layout import Layout
+from stackpulse.kernel.catalog import Catalog, CatalogBuilder, CatalogError, Fields, no_gc
+from stackpulse.kernel.layout import Layout
 
 END_OF_RECORD = b"\x1d"
 _BLOCK = 1 << 20

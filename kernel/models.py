@@ -19,7 +19,7 @@ from pydantic import (
     model_validator,
 )
 
-from kernel.topics import Channel, Kind
+from stackpulse.kernel.topics import Channel, Kind
 
 MAX_PAYLOAD_BYTES = 256 * 1024
 

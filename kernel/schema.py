@@ -11,8 +11,8 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Protocol
 
-from kernel.models import StatusMessage
-from kernel.store.base import Point
+from stackpulse.kernel.models import StatusMessage
+from stackpulse.kernel.store.base import Point
 
 GATE = "gate"
 SEAT = "seat"

@@ -8,7 +8,7 @@ from pathlib import Path
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from kernel.topics import DEFAULT_ROOT
+from stackpulse.kernel.topics import DEFAULT_ROOT
 
 
 class SettingsError(ValueError):

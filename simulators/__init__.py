@@ -1,9 +1,9 @@
 """Simulated library devices: a seeded model of the day, published over MQTT."""
 
-from simulators.config import Faults, SimConfig
-from simulators.devices import Message
-from simulators.model import GateTruth, LibraryModel, Truth, generate, messages
-from simulators.run import Simulation, SimulationReport, run_simulation
+from stackpulse.simulators.config import Faults, SimConfig
+from stackpulse.simulators.devices import Message
+from stackpulse.simulators.model import GateTruth, LibraryModel, Truth, generate, messages
+from stackpulse.simulators.run import Simulation, SimulationReport, run_simulation
 
 __all__ = [
     "Faults",

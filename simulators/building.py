@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections import deque
 from dataclasses import dataclass
 
-from kernel.layout import OUTSIDE, Layout
+from stackpulse.kernel.layout import OUTSIDE, Layout
 
 
 @dataclass(frozen=True, slots=True)

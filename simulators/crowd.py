@@ -9,12 +9,12 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import Enum
 
-from kernel.layout import OUTSIDE
-from simulators.building import Building, Hop
-from simulators.config import SimConfig
-from simulators.devices import GateDevice, SeatDevice
-from simulators.engine import Engine, IndexedSet, poisson
-from simulators.rhythm import Hours, target_fill
+from stackpulse.kernel.layout import OUTSIDE
+from stackpulse.simulators.building import Building, Hop
+from stackpulse.simulators.config import SimConfig
+from stackpulse.simulators.devices import GateDevice, SeatDevice
+from stackpulse.simulators.engine import Engine, IndexedSet, poisson
+from stackpulse.simulators.rhythm import Hours, target_fill
 
 RETRY = 20.0  # seconds before trying again to get through a full zone
 

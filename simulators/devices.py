@@ -8,8 +8,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from kernel.models import format_ts
-from kernel.topics import Channel, Kind, device_topic
+from stackpulse.kernel.models import format_ts
+from stackpulse.kernel.topics import Channel, Kind, device_topic
 
 FIRMWARE = {Kind.GATE: "2.3.1", Kind.SEAT: "1.4.2", Kind.SHELF: "5.0.7", Kind.CIRC: "3.1.0"}
 WILL_PAYLOAD = b'{"online":false}'

@@ -8,7 +8,7 @@ import random
 from collections.abc import Callable, Hashable, Iterator
 from typing import Any, Generic, TypeVar
 
-from simulators.devices import Message
+from stackpulse.simulators.devices import Message
 
 H = TypeVar("H", bound=Hashable)
 

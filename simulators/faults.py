@@ -7,9 +7,9 @@ import heapq
 import random
 from collections.abc import Iterable
 
-from kernel.topics import Channel
-from simulators.config import Faults
-from simulators.devices import Message
+from stackpulse.kernel.topics import Channel
+from stackpulse.simulators.config import Faults
+from stackpulse.simulators.devices import Message
 
 
 class StreamFaults:

@@ -7,12 +7,12 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 
-from kernel.layout import Layout
-from kernel.topics import DEFAULT_ROOT, Kind
-from simulators.building import Building
-from simulators.config import SimConfig
-from simulators.crowd import Crowd
-from simulators.devices import (
+from stackpulse.kernel.layout import Layout
+from stackpulse.kernel.topics import DEFAULT_ROOT, Kind
+from stackpulse.simulators.building import Building
+from stackpulse.simulators.config import SimConfig
+from stackpulse.simulators.crowd import Crowd
+from stackpulse.simulators.devices import (
     CircDevice,
     Device,
     Fleet,
@@ -21,10 +21,10 @@ from simulators.devices import (
     SeatDevice,
     ShelfDevice,
 )
-from simulators.engine import Engine
-from simulators.faults import StreamFaults
-from simulators.rhythm import Hours
-from simulators.stacks import CatalogEntry, Stacks
+from stackpulse.simulators.engine import Engine
+from stackpulse.simulators.faults import StreamFaults
+from stackpulse.simulators.rhythm import Hours
+from stackpulse.simulators.stacks import CatalogEntry, Stacks
 
 
 @dataclass(frozen=True, slots=True)

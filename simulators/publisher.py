@@ -14,11 +14,11 @@ from dataclasses import dataclass, field
 
 import aiomqtt
 
-from kernel import bus
-from kernel.clock import Clock
-from kernel.models import format_ts
-from kernel.topics import Channel, device_topic
-from simulators.devices import WILL_PAYLOAD, Message
+from stackpulse.kernel import bus
+from stackpulse.kernel.clock import Clock
+from stackpulse.kernel.models import format_ts
+from stackpulse.kernel.topics import Channel, device_topic
+from stackpulse.simulators.devices import WILL_PAYLOAD, Message
 
 log = logging.getLogger(__name__)
 

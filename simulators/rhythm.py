@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
-from kernel.layout import Layout
+from stackpulse.kernel.layout import Layout
 
 # (local hour, fraction of the day's peak) for a weekday: a slow morning, a lunch peak,
 # a dinner dip and an evening bump of students who stay until late.

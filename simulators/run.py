@@ -10,15 +10,15 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
 
-from kernel.bus import BrokerAddress
-from kernel.catalog import load_catalog as _load_catalog
-from kernel.clock import Clock
-from kernel.layout import Layout
-from kernel.topics import Channel
-from simulators.config import SimConfig
-from simulators.model import LibraryModel, Truth
-from simulators.publisher import Publisher
-from simulators.stacks import CatalogEntry
+from stackpulse.kernel.bus import BrokerAddress
+from stackpulse.kernel.catalog import load_catalog as _load_catalog
+from stackpulse.kernel.clock import Clock
+from stackpulse.kernel.layout import Layout
+from stackpulse.kernel.topics import Channel
+from stackpulse.simulators.config import SimConfig
+from stackpulse.simulators.model import LibraryModel, Truth
+from stackpulse.simulators.publisher import Publisher
+from stackpulse.simulators.stacks import CatalogEntry
 
 TICK = 0.25  # wall seconds between two advances of the model
 

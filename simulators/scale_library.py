@@ -15,8 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from kernel.callnumbers import parse, successor_key
-from kernel.layout import Layout
+from stackpulse.kernel.callnumbers import parse, successor_key
+from stackpulse.kernel.layout import Layout
 
 SEED = 20261129
 BARCODE_PREFIX = "39"  # 14-digit barcodes: prefix + 12-digit serial

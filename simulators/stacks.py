@@ -6,10 +6,10 @@ import random
 from collections.abc import Sequence
 from typing import Protocol
 
-from kernel.layout import Layout
-from simulators.config import SimConfig
-from simulators.devices import CircDevice, ShelfDevice
-from simulators.engine import Engine, IndexedSet, poisson
+from stackpulse.kernel.layout import Layout
+from stackpulse.simulators.config import SimConfig
+from stackpulse.simulators.devices import CircDevice, ShelfDevice
+from stackpulse.simulators.engine import Engine, IndexedSet, poisson
 
 LOAN = "loan"
 RESHELVING = "reshelving"

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from kernel.layout import OUTSIDE, Layout
+from stackpulse.kernel.layout import OUTSIDE, Layout
 
 
 @dataclass(frozen=True, slots=True)

@@ -10,7 +10,7 @@ from typing import Any
 
 from amqtt.broker import Broker
 
-from kernel.bus import BrokerAddress
+from stackpulse.kernel.bus import BrokerAddress
 
 
 class _Broker(Broker):  # type: ignore[misc]

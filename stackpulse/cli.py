@@ -17,9 +17,9 @@ from typing import Any
 
 from pydantic import SecretStr
 
-from kernel.clock import ScaledClock
-from kernel.layout import Layout
-from kernel.settings import Settings, SettingsError
+from stackpulse.kernel.clock import ScaledClock
+from stackpulse.kernel.layout import Layout
+from stackpulse.kernel.settings import Settings, SettingsError
 from stackpulse.runtime import COMPONENTS, Runtime, prepare, run_components
 from stackpulse.users import add_demo_login, add_users_parser
 from stackpulse.users import main as users_main
@@ -92,7 +92,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "users":
         return users_main(args)
     if args.command == "dashboards":
-        from dashboards.cli import main as dashboards_main
+        from stackpulse.dashboards.cli import main as dashboards_main
 
         return dashboards_main(args.args)
     settings = settings_from(args)
@@ -216,7 +216,7 @@ async def _demo(settings: Settings, speed: float, seed: int) -> int:
 async def _simulate_one(
     rt: Runtime, layout: Layout, seed: int, duration: float | None = None
 ) -> None:
-    from simulators.run import run_simulation
+    from stackpulse.simulators.run import run_simulation
 
     catalog = Path(layout.catalog) if layout.catalog else None  # resolved by load_layout
     await run_simulation(

@@ -21,30 +21,30 @@ from typing import TYPE_CHECKING
 import aiomqtt
 import uvicorn
 
-from gateway.decode import index_sites
-from gateway.service import Gateway, GatewaySettings
-from kernel.aio import Backoff, raise_if_cancelling
-from kernel.bus import BrokerAddress, BrokerUrlError, client, parse_broker_url
-from kernel.catalog import Catalog, CatalogError, load_catalog
-from kernel.clock import Clock, parse_clock
-from kernel.layout import Layout, LayoutError, load_layout
-from kernel.settings import Settings, SettingsError
-from kernel.store.base import SeriesStore, StoreError, StoreRejected
-from kernel.store.factory import open_store
-from kernel.store.influx import InfluxStore
+from stackpulse.gateway.decode import index_sites
+from stackpulse.gateway.service import Gateway, GatewaySettings
+from stackpulse.kernel.aio import Backoff, raise_if_cancelling
+from stackpulse.kernel.bus import BrokerAddress, BrokerUrlError, client, parse_broker_url
+from stackpulse.kernel.catalog import Catalog, CatalogError, load_catalog
+from stackpulse.kernel.clock import Clock, parse_clock
+from stackpulse.kernel.layout import Layout, LayoutError, load_layout
+from stackpulse.kernel.settings import Settings, SettingsError
+from stackpulse.kernel.store.base import SeriesStore, StoreError, StoreRejected
+from stackpulse.kernel.store.factory import open_store
+from stackpulse.kernel.store.influx import InfluxStore
 
 if TYPE_CHECKING:
     from fastapi import APIRouter
 
-    from kernel.statedb import StateDB
-    from services.alerts.service import AlertService, AlertServiceSettings
-    from services.alerts.settings import AlertSettings
-    from services.inventory.service import InventoryService, InventoryServiceSettings
-    from services.inventory.view import InventoryView
-    from services.occupancy.service import OccupancyService, OccupancySettings
-    from services.occupancy.view import OccupancyView
-    from stackpulse.auth_routes import AuthService
-    from stackpulse.ratelimit import RateLimit
+    from stackpulse.kernel.statedb import StateDB
+    from stackpulse.services.alerts.service import AlertService, AlertServiceSettings
+    from stackpulse.services.alerts.settings import AlertSettings
+    from stackpulse.services.inventory.service import InventoryService, InventoryServiceSettings
+    from stackpulse.services.inventory.view import InventoryView
+    from stackpulse.services.occupancy.service import OccupancyService, OccupancySettings
+    from stackpulse.services.occupancy.view import OccupancyView
+    from stackpulse.web.auth import AuthService
+    from stackpulse.web.ratelimit import RateLimit
 
 log = logging.getLogger("stackpulse")
 
@@ -140,7 +140,7 @@ def prepare(settings: Settings, components: Sequence[str] = ()) -> Runtime:
     except ValueError as err:
         raise SettingsError("--clock", str(err)) from None
     settings.http_bind()
-    from services.occupancy.service import OccupancySettings
+    from stackpulse.services.occupancy.service import OccupancySettings
 
     try:
         occupancy = OccupancySettings.from_env(os.environ, root=settings.root)
@@ -165,10 +165,10 @@ def prepare(settings: Settings, components: Sequence[str] = ()) -> Runtime:
 
 def alert_settings_for(settings: Settings) -> tuple[AlertSettings, AlertServiceSettings]:
     """The rules' thresholds and the notification targets, from STACKPULSE_ALERT_*."""
-    from services.alerts.notify import NotifySettings
-    from services.alerts.service import DEFAULT_CLIENT_ID as DEFAULT_ALERTS_CLIENT_ID
-    from services.alerts.service import AlertServiceSettings
-    from services.alerts.settings import AlertSettings
+    from stackpulse.services.alerts.notify import NotifySettings
+    from stackpulse.services.alerts.service import DEFAULT_CLIENT_ID as DEFAULT_ALERTS_CLIENT_ID
+    from stackpulse.services.alerts.service import AlertServiceSettings
+    from stackpulse.services.alerts.settings import AlertSettings
 
     try:
         rules = AlertSettings.from_env(os.environ)
@@ -194,7 +194,7 @@ def open_state(rt: Runtime, components: Sequence[str]) -> None:
 
 
 def open_checked_db(url: str) -> StateDB:
-    from kernel.statedb import StateDB, StateDBError
+    from stackpulse.kernel.statedb import StateDB, StateDBError
 
     try:
         return StateDB.open(url)
@@ -204,9 +204,9 @@ def open_checked_db(url: str) -> StateDB:
 
 def auth_for(settings: Settings, db: StateDB) -> tuple[AuthService, RateLimit]:
     """Logins over `db`; without STACKPULSE_SECRET only an API on loopback may start."""
-    from kernel.auth import AuthError, TokenIssuer, resolve_secret
-    from stackpulse.auth_routes import AuthService
-    from stackpulse.ratelimit import RateLimit
+    from stackpulse.kernel.auth import AuthError, TokenIssuer, resolve_secret
+    from stackpulse.web.auth import AuthService
+    from stackpulse.web.ratelimit import RateLimit
 
     host, _ = settings.http_bind()
     try:
@@ -309,7 +309,7 @@ def _start_gateway(rt: Runtime, tg: asyncio.TaskGroup) -> None:
 
 
 def _start_occupancy(rt: Runtime, tg: asyncio.TaskGroup) -> None:
-    from services.occupancy.service import OccupancyService
+    from stackpulse.services.occupancy.service import OccupancyService
 
     assert rt.store is not None
     rt.occupancy = OccupancyService(rt.layouts, rt.store, rt.clock, rt.occupancy_settings)
@@ -317,7 +317,7 @@ def _start_occupancy(rt: Runtime, tg: asyncio.TaskGroup) -> None:
 
 
 def _start_inventory(rt: Runtime, tg: asyncio.TaskGroup) -> None:
-    from services.inventory.service import (
+    from stackpulse.services.inventory.service import (
         InventoryService,
         InventoryServiceSettings,
         load_site_catalog,
@@ -332,7 +332,7 @@ def _start_inventory(rt: Runtime, tg: asyncio.TaskGroup) -> None:
 
 
 def _start_alerts(rt: Runtime, tg: asyncio.TaskGroup) -> None:
-    from services.alerts.service import AlertService, AlertServiceSettings
+    from stackpulse.services.alerts.service import AlertService, AlertServiceSettings
 
     assert rt.db is not None
     cfg = rt.alerts_service_settings or AlertServiceSettings(root=rt.settings.root)
@@ -341,11 +341,11 @@ def _start_alerts(rt: Runtime, tg: asyncio.TaskGroup) -> None:
 
 
 def _start_api(rt: Runtime, tg: asyncio.TaskGroup) -> None:
-    from services.inventory.view import InventoryView
-    from services.inventory.view import run_view as follow_inventory
-    from services.occupancy.view import OccupancyView
-    from services.occupancy.view import run_view as follow_occupancy
-    from stackpulse.api import build_app
+    from stackpulse.services.inventory.view import InventoryView
+    from stackpulse.services.inventory.view import run_view as follow_inventory
+    from stackpulse.services.occupancy.view import OccupancyView
+    from stackpulse.services.occupancy.view import run_view as follow_occupancy
+    from stackpulse.web.app import build_app
 
     root = rt.settings.root
     rt.view = occupancy = OccupancyView(root)
@@ -373,10 +373,10 @@ def _start_api(rt: Runtime, tg: asyncio.TaskGroup) -> None:
 
 def _alert_routers(rt: Runtime) -> list[APIRouter]:
     """The alert routes (over the state database the alerts service shares) and console."""
-    from services.alerts.lifecycle import AlertBook
-    from services.alerts.routes import alerts_router, console_router
-    from services.alerts.settings import AlertSettings
-    from services.alerts.store import AlertStore
+    from stackpulse.services.alerts.lifecycle import AlertBook
+    from stackpulse.services.alerts.routes import alerts_router, console_router
+    from stackpulse.services.alerts.settings import AlertSettings
+    from stackpulse.services.alerts.store import AlertStore
 
     if rt.db is None:
         return []

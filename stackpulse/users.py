@@ -8,11 +8,11 @@ import secrets
 import sys
 from typing import TYPE_CHECKING, TextIO
 
-from kernel.auth import ROLES, AuthError, check_new_user, hash_password
-from kernel.settings import Settings
+from stackpulse.kernel.auth import ROLES, AuthError, check_new_user, hash_password
+from stackpulse.kernel.settings import Settings
 
 if TYPE_CHECKING:
-    from kernel.statedb import StateDB
+    from stackpulse.kernel.statedb import StateDB
 
 
 def add_users_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -35,7 +35,7 @@ def add_users_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -
 
 def main(args: argparse.Namespace, stdin: TextIO | None = None) -> int:
     """Run a `users` action; one `stackpulse: ...` line and exit 2 on any problem."""
-    from kernel.statedb import StateDB, StateDBError, UserExistsError
+    from stackpulse.kernel.statedb import StateDB, StateDBError, UserExistsError
 
     settings = Settings(**({"db": args.db} if args.db else {}))
     try:

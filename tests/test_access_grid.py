@@ -24,20 +24,20 @@ from pydantic import SecretStr
 from sse_starlette.sse import EventSourceResponse
 from starlette.routing import BaseRoute
 
-from kernel.auth import Principal, check_new_user, hash_password
-from kernel.settings import Settings
-from kernel.statedb import StateDB
-from kernel.store import open_store
-from kernel.store.base import SeriesStore
-from services.alerts.lifecycle import AlertBook
-from services.alerts.model import Observation, Severity
-from services.alerts.routes import alerts_router, console_router
-from services.alerts.settings import AlertSettings
-from services.alerts.store import AlertStore
-from services.occupancy.view import OccupancyView
-from stackpulse.api import build_app
-from stackpulse.auth_routes import AuthService
+from stackpulse.kernel.auth import Principal, check_new_user, hash_password
+from stackpulse.kernel.settings import Settings
+from stackpulse.kernel.statedb import StateDB
+from stackpulse.kernel.store import open_store
+from stackpulse.kernel.store.base import SeriesStore
 from stackpulse.runtime import auth_for
+from stackpulse.services.alerts.lifecycle import AlertBook
+from stackpulse.services.alerts.model import Observation, Severity
+from stackpulse.services.alerts.routes import alerts_router, console_router
+from stackpulse.services.alerts.settings import AlertSettings
+from stackpulse.services.alerts.store import AlertStore
+from stackpulse.services.occupancy.view import OccupancyView
+from stackpulse.web.app import build_app
+from stackpulse.web.auth import AuthService
 from tests.support.browser import serve_app
 from tests.test_api import LAYOUTS, ROOT, initial_state
 from tests.test_inventory_api import fed_view

@@ -20,18 +20,18 @@ from hypothesis.stateful import (
     rule,
 )
 
-from kernel.statedb import StateDB
-from services.alerts.lifecycle import (
+from stackpulse.kernel.statedb import StateDB
+from stackpulse.services.alerts.lifecycle import (
     ALLOWED,
     AlertBook,
     AlertNotFound,
     InvalidTransition,
     raise_severity,
 )
-from services.alerts.model import AlertState, DeviceSeen, Observation, Severity
-from services.alerts.rules import RuleEngine
-from services.alerts.settings import AlertSettings
-from services.alerts.store import AlertStore
+from stackpulse.services.alerts.model import AlertState, DeviceSeen, Observation, Severity
+from stackpulse.services.alerts.rules import RuleEngine
+from stackpulse.services.alerts.settings import AlertSettings
+from stackpulse.services.alerts.store import AlertStore
 from tests.test_alert_rules import LAYOUT
 
 T0 = datetime(2026, 11, 24, 10, 0, tzinfo=UTC)

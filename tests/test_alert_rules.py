@@ -9,8 +9,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from kernel.layout import Layout
-from services.alerts.model import (
+from stackpulse.kernel.layout import Layout
+from stackpulse.services.alerts.model import (
     DeviceSeen,
     DriftSeen,
     FindingSeen,
@@ -19,8 +19,8 @@ from services.alerts.model import (
     Severity,
     ZoneSeen,
 )
-from services.alerts.rules import RULES, RULES_BY_ID, RuleEngine
-from services.alerts.settings import AlertSettings, AlertSettingsError
+from stackpulse.services.alerts.rules import RULES, RULES_BY_ID, RuleEngine
+from stackpulse.services.alerts.settings import AlertSettings, AlertSettingsError
 
 T0 = datetime(2026, 11, 24, 10, 0, tzinfo=UTC)
 MIN = timedelta(minutes=1)

@@ -13,12 +13,18 @@ from typing import Any
 
 import pytest
 
-from kernel.statedb import StateDB
-from services.alerts.lifecycle import ALLOWED, AlertBook, InvalidTransition
-from services.alerts.model import AlertState, DeviceSeen, Observation, Severity, Transition
-from services.alerts.rules import RuleEngine
-from services.alerts.settings import AlertSettings
-from services.alerts.store import AlertStore
+from stackpulse.kernel.statedb import StateDB
+from stackpulse.services.alerts.lifecycle import ALLOWED, AlertBook, InvalidTransition
+from stackpulse.services.alerts.model import (
+    AlertState,
+    DeviceSeen,
+    Observation,
+    Severity,
+    Transition,
+)
+from stackpulse.services.alerts.rules import RuleEngine
+from stackpulse.services.alerts.settings import AlertSettings
+from stackpulse.services.alerts.store import AlertStore
 from tests.support.layouts import ONE_OF_EACH
 
 T0 = datetime(2026, 11, 24, 10, 0, tzinfo=UTC)

@@ -14,19 +14,19 @@ import httpx
 import pytest
 from playwright.async_api import Page
 
-from kernel.auth import Role
-from kernel.bus import client as mqtt_client
-from kernel.statedb import StateDB
-from services.alerts.lifecycle import AlertBook
-from services.alerts.model import Observation, Severity
-from services.alerts.routes import alerts_router, console_router
-from services.alerts.settings import AlertSettings
-from services.alerts.store import AlertStore
-from services.inventory.service import list_topic
-from services.inventory.view import InventoryView, run_view
-from services.occupancy.view import OccupancyView
-from stackpulse.api import build_app
-from stackpulse.auth_routes import AuthService
+from stackpulse.kernel.auth import Role
+from stackpulse.kernel.bus import client as mqtt_client
+from stackpulse.kernel.statedb import StateDB
+from stackpulse.services.alerts.lifecycle import AlertBook
+from stackpulse.services.alerts.model import Observation, Severity
+from stackpulse.services.alerts.routes import alerts_router, console_router
+from stackpulse.services.alerts.settings import AlertSettings
+from stackpulse.services.alerts.store import AlertStore
+from stackpulse.services.inventory.service import list_topic
+from stackpulse.services.inventory.view import InventoryView, run_view
+from stackpulse.services.occupancy.view import OccupancyView
+from stackpulse.web.app import build_app
+from stackpulse.web.auth import AuthService
 from tests.support.browser import ARTIFACTS, phone_page, serve_app
 from tests.support.procs import MosquittoProc
 from tests.support.waiting import wait_until

@@ -10,17 +10,17 @@ from contextlib import asynccontextmanager
 import pytest
 from playwright.async_api import Page
 
-from kernel.bus import BrokerAddress
-from kernel.clock import SystemClock
-from kernel.statedb import StateDB
-from services.alerts.lifecycle import AlertBook
-from services.alerts.routes import alerts_router, console_router
-from services.alerts.settings import AlertSettings
-from services.alerts.store import AlertStore
-from services.occupancy.view import OccupancyView
-from simulators import Simulation
-from simulators.config import SimConfig
-from stackpulse.api import build_app
+from stackpulse.kernel.bus import BrokerAddress
+from stackpulse.kernel.clock import SystemClock
+from stackpulse.kernel.statedb import StateDB
+from stackpulse.services.alerts.lifecycle import AlertBook
+from stackpulse.services.alerts.routes import alerts_router, console_router
+from stackpulse.services.alerts.settings import AlertSettings
+from stackpulse.services.alerts.store import AlertStore
+from stackpulse.services.occupancy.view import OccupancyView
+from stackpulse.simulators import Simulation
+from stackpulse.simulators.config import SimConfig
+from stackpulse.web.app import build_app
 from tests.support.browser import ARTIFACTS, phone_page, serve_app
 from tests.support.waiting import wait_until
 from tests.test_alerts_service import LAYOUT, SEAT, Stack, stack

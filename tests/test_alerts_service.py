@@ -18,29 +18,29 @@ from typing import Any
 import aiomqtt
 import pytest
 
-from gateway.decode import index_sites
-from gateway.service import Gateway, GatewaySettings
-from kernel.bus import BrokerAddress, parse_broker_url
-from kernel.bus import client as mqtt_client
-from kernel.clock import SystemClock
-from kernel.models import format_ts
-from kernel.statedb import StateDB
-from kernel.store import open_store
-from kernel.store.base import SeriesStore
-from kernel.topics import Kind, device_topic
-from services.alerts.model import DeviceSeen, DriftSeen, FindingSeen, SeatSeen, ZoneSeen
-from services.alerts.notify import alert_topic, alerts_subscription, transitions_topic
-from services.alerts.service import (
+from stackpulse.gateway.decode import index_sites
+from stackpulse.gateway.service import Gateway, GatewaySettings
+from stackpulse.kernel.bus import BrokerAddress, parse_broker_url
+from stackpulse.kernel.bus import client as mqtt_client
+from stackpulse.kernel.clock import SystemClock
+from stackpulse.kernel.models import format_ts
+from stackpulse.kernel.statedb import StateDB
+from stackpulse.kernel.store import open_store
+from stackpulse.kernel.store.base import SeriesStore
+from stackpulse.kernel.topics import Kind, device_topic
+from stackpulse.services.alerts.model import DeviceSeen, DriftSeen, FindingSeen, SeatSeen, ZoneSeen
+from stackpulse.services.alerts.notify import alert_topic, alerts_subscription, transitions_topic
+from stackpulse.services.alerts.service import (
     CHECKPOINT_NAME,
     AlertService,
     AlertServiceSettings,
     read_inputs,
 )
-from services.inventory.model import Change, Finding
-from services.inventory.service import change_body, change_topic
-from services.occupancy.logic import SeatTiming
-from services.occupancy.service import SiteOccupancy, drift_topic
-from simulators.synth import synthetic_layout
+from stackpulse.services.inventory.model import Change, Finding
+from stackpulse.services.inventory.service import change_body, change_topic
+from stackpulse.services.occupancy.logic import SeatTiming
+from stackpulse.services.occupancy.service import SiteOccupancy, drift_topic
+from stackpulse.simulators.synth import synthetic_layout
 from tests.support.events import data_event
 from tests.support.procs import MosquittoProc
 from tests.support.waiting import wait_until

@@ -17,11 +17,11 @@ from pathlib import Path
 import httpx
 import pytest
 
-from kernel.clock import SystemClock
-from kernel.statedb import StateDB
-from services.alerts.lifecycle import AlertBook
-from services.alerts.model import Observation, Severity
-from services.alerts.notify import (
+from stackpulse.kernel.clock import SystemClock
+from stackpulse.kernel.statedb import StateDB
+from stackpulse.services.alerts.lifecycle import AlertBook
+from stackpulse.services.alerts.model import Observation, Severity
+from stackpulse.services.alerts.notify import (
     EVENT_HEADER,
     SIGNATURE_HEADER,
     TIMESTAMP_HEADER,
@@ -33,8 +33,8 @@ from services.alerts.notify import (
     transitions_topic,
     verify,
 )
-from services.alerts.settings import AlertSettings
-from services.alerts.store import AlertStore
+from stackpulse.services.alerts.settings import AlertSettings
+from stackpulse.services.alerts.store import AlertStore
 from tests.support.browser import free_port
 from tests.support.waiting import wait_until
 

@@ -14,12 +14,12 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from kernel.bus import client as mqtt_client
-from kernel.bus import parse_broker_url
-from kernel.layout import Layout
-from kernel.topics import state_topic
-from services.occupancy.view import OccupancyView, SeatView, run_view
-from stackpulse.api import build_app
+from stackpulse.kernel.bus import client as mqtt_client
+from stackpulse.kernel.bus import parse_broker_url
+from stackpulse.kernel.layout import Layout
+from stackpulse.kernel.topics import state_topic
+from stackpulse.services.occupancy.view import OccupancyView, SeatView, run_view
+from stackpulse.web.app import build_app
 from tests.support.browser import publish_retained, serve_app
 from tests.support.procs import MosquittoProc
 from tests.support.waiting import wait_until

@@ -35,19 +35,19 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
-from kernel.auth import check_new_user, hash_password
-from kernel.settings import Settings
-from kernel.statedb import StateDB
-from kernel.store.factory import open_store
-from kernel.topics import state_topic
-from services.alerts.lifecycle import AlertBook
-from services.alerts.model import Observation, Severity
-from services.alerts.routes import alerts_router, console_router
-from services.alerts.settings import AlertSettings
-from services.alerts.store import AlertStore
-from services.occupancy.view import OccupancyView
-from stackpulse.api import build_app
+from stackpulse.kernel.auth import check_new_user, hash_password
+from stackpulse.kernel.settings import Settings
+from stackpulse.kernel.statedb import StateDB
+from stackpulse.kernel.store.factory import open_store
+from stackpulse.kernel.topics import state_topic
 from stackpulse.runtime import auth_for
+from stackpulse.services.alerts.lifecycle import AlertBook
+from stackpulse.services.alerts.model import Observation, Severity
+from stackpulse.services.alerts.routes import alerts_router, console_router
+from stackpulse.services.alerts.settings import AlertSettings
+from stackpulse.services.alerts.store import AlertStore
+from stackpulse.services.occupancy.view import OccupancyView
+from stackpulse.web.app import build_app
 from tests.support.browser import serve_app
 from tests.test_api import LAYOUTS, ROOT, initial_state
 from tests.test_inventory_api import fed_view

@@ -18,7 +18,7 @@ import pytest
 from fastapi import APIRouter, HTTPException
 from pydantic import SecretStr
 
-from kernel.auth import (
+from stackpulse.kernel.auth import (
     AuthError,
     InvalidToken,
     Principal,
@@ -29,20 +29,20 @@ from kernel.auth import (
     resolve_secret,
     verify_password,
 )
-from kernel.settings import Settings, SettingsError
-from kernel.statedb import StateDB
-from services.occupancy.view import OccupancyView
-from stackpulse.api import build_app
-from stackpulse.auth_routes import (
+from stackpulse.kernel.settings import Settings, SettingsError
+from stackpulse.kernel.statedb import StateDB
+from stackpulse.runtime import auth_for
+from stackpulse.services.occupancy.view import OccupancyView
+from stackpulse.users import add_demo_login
+from stackpulse.web.app import build_app
+from stackpulse.web.auth import (
     AuthService,
     Editor,
     EditorOfSite,
     ManagerOfSite,
     StaffOfSite,
 )
-from stackpulse.ratelimit import Buckets, RateLimit
-from stackpulse.runtime import auth_for
-from stackpulse.users import add_demo_login
+from stackpulse.web.ratelimit import Buckets, RateLimit
 from tests.support.layouts import ONE_OF_EACH
 
 ROOT = Path(__file__).resolve().parent.parent

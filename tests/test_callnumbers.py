@@ -8,7 +8,7 @@ from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 from pycallnumber.units import LC
 
-from kernel.callnumbers import (
+from stackpulse.kernel.callnumbers import (
     CallNumber,
     CallNumberError,
     CallNumberRange,

@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 
 from examples.generate import catalog_csv, layout_yaml
-from kernel.callnumbers import parse, section_holds
-from kernel.catalog import Catalog, CatalogError, CatalogItem, load_catalog
-from kernel.layout import Layout, Section, Shelf, Zone, load_layout
-from simulators.scale_library import generate
+from stackpulse.kernel.callnumbers import parse, section_holds
+from stackpulse.kernel.catalog import Catalog, CatalogError, CatalogItem, load_catalog
+from stackpulse.kernel.layout import Layout, Section, Shelf, Zone, load_layout
+from stackpulse.simulators.scale_library import generate
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples" / "main"
 

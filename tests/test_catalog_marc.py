@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 from pymarc import Field, Indicators, Leader, Record, Subfield, record_to_xml
 
-from kernel.callnumbers import sort_key
-from kernel.catalog import CatalogError, load_catalog
-from kernel.layout import Layout
+from stackpulse.kernel.callnumbers import sort_key
+from stackpulse.kernel.catalog import CatalogError, load_catalog
+from stackpulse.kernel.layout import Layout
 
 LAYOUT = Layout.model_validate(
     {

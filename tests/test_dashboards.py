@@ -16,9 +16,9 @@ from grafana_foundation_sdk.cog.encoder import JSONEncoder
 from grafana_foundation_sdk.cog.plugins import register_default_plugins
 from grafana_foundation_sdk.models.dashboard import Dashboard
 
-from dashboards.build import DATASOURCE_UID, OCCUPANCY_UID, build_all
-from dashboards.cli import GENERATED_DIR, main, push_payload
-from dashboards.influx import (
+from stackpulse.dashboards.build import DATASOURCE_UID, OCCUPANCY_UID, build_all
+from stackpulse.dashboards.cli import GENERATED_DIR, main, push_payload
+from stackpulse.dashboards.influx import (
     Arith,
     Call,
     InfluxQLQuery,
@@ -28,13 +28,13 @@ from dashboards.influx import (
     variable_queries,
     variant_config,
 )
-from kernel.layout import Layout
-from kernel.store import Point, open_store
-from kernel.store.influxql import Agg, Query, TagEq
-from services.occupancy.logic import SeatTiming
-from services.occupancy.service import SiteOccupancy
-from simulators import messages
-from simulators.synth import synthetic_layout
+from stackpulse.kernel.layout import Layout
+from stackpulse.kernel.store import Point, open_store
+from stackpulse.kernel.store.influxql import Agg, Query, TagEq
+from stackpulse.services.occupancy.logic import SeatTiming
+from stackpulse.services.occupancy.service import SiteOccupancy
+from stackpulse.simulators import messages
+from stackpulse.simulators.synth import synthetic_layout
 from tests.support.events import sim_event
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -21,11 +21,11 @@ from typing import Any
 import pytest
 import yaml
 
-from dashboards.build import build_all
-from dashboards.cli import main
-from dashboards.common import DATASOURCE_UID
-from dashboards.push import datasource_body
 from stackpulse.cli import main as stackpulse_main
+from stackpulse.dashboards.build import build_all
+from stackpulse.dashboards.cli import main
+from stackpulse.dashboards.common import DATASOURCE_UID
+from stackpulse.dashboards.push import datasource_body
 
 TOKEN = "glsa_contract_token_0123456789"
 PROVISIONING = Path(__file__).resolve().parent.parent / "dashboards" / "provisioning"

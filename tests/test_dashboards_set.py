@@ -22,27 +22,31 @@ from typing import Any
 
 import pytest
 
-from dashboards.build import build_all
-from dashboards.influx import expand_macros, panel_queries, variable_queries
-from gateway.decode import decode
-from gateway.results import Accepted, Rejected, index_sites
-from kernel.layout import Layout
-from kernel.schema import (
+from stackpulse.dashboards.build import build_all
+from stackpulse.dashboards.influx import expand_macros, panel_queries, variable_queries
+from stackpulse.gateway.decode import decode
+from stackpulse.gateway.results import Accepted, Rejected, index_sites
+from stackpulse.kernel.layout import Layout
+from stackpulse.kernel.schema import (
     alert_point,
     dead_letter_point,
     finding_closed_point,
     typical_point,
 )
-from kernel.store import Point, open_store
-from kernel.store.base import SeriesStore
-from kernel.topics import Channel, Kind
-from services.inventory.model import Change
-from services.inventory.service import InventoryServiceSettings, SiteInventory, inventory_point
-from services.occupancy.forecast import history_query, hour_of_week, weekly_profile
-from services.occupancy.logic import SeatTiming
-from services.occupancy.service import SiteOccupancy
-from simulators import Faults, SimConfig, messages
-from simulators.synth import synthetic_layout
+from stackpulse.kernel.store import Point, open_store
+from stackpulse.kernel.store.base import SeriesStore
+from stackpulse.kernel.topics import Channel, Kind
+from stackpulse.services.inventory.model import Change
+from stackpulse.services.inventory.service import (
+    InventoryServiceSettings,
+    SiteInventory,
+    inventory_point,
+)
+from stackpulse.services.occupancy.forecast import history_query, hour_of_week, weekly_profile
+from stackpulse.services.occupancy.logic import SeatTiming
+from stackpulse.services.occupancy.service import SiteOccupancy
+from stackpulse.simulators import Faults, SimConfig, messages
+from stackpulse.simulators.synth import synthetic_layout
 from tests.support.events import sim_event
 from tests.test_demand_dashboard import _catalog
 from tests.test_demand_dashboard import _simulated_day as _demand_day

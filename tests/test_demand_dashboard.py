@@ -17,17 +17,22 @@ from grafana_foundation_sdk.cog.encoder import JSONEncoder
 from grafana_foundation_sdk.cog.plugins import register_default_plugins
 from grafana_foundation_sdk.models.dashboard import Dashboard
 
-from dashboards.build import build_all
-from dashboards.cli import GENERATED_DIR
-from dashboards.demand import DEMAND_UID
-from dashboards.influx import expand_macros, panel_queries, variable_queries, variant_config
-from kernel.catalog import CatalogItem
-from kernel.layout import Layout
-from kernel.store import Point, open_store
-from services.inventory.demand import DEMAND_RANK, DEMAND_SIGNAL, Demand, rank_points
-from services.inventory.model import InventorySettings, Signal
-from simulators import messages
-from simulators.synth import synthetic_catalog, synthetic_layout
+from stackpulse.dashboards.build import build_all
+from stackpulse.dashboards.cli import GENERATED_DIR
+from stackpulse.dashboards.demand import DEMAND_UID
+from stackpulse.dashboards.influx import (
+    expand_macros,
+    panel_queries,
+    variable_queries,
+    variant_config,
+)
+from stackpulse.kernel.catalog import CatalogItem
+from stackpulse.kernel.layout import Layout
+from stackpulse.kernel.store import Point, open_store
+from stackpulse.services.inventory.demand import DEMAND_RANK, DEMAND_SIGNAL, Demand, rank_points
+from stackpulse.services.inventory.model import InventorySettings, Signal
+from stackpulse.simulators import messages
+from stackpulse.simulators.synth import synthetic_catalog, synthetic_layout
 
 DAY_START = datetime(2026, 11, 24, tzinfo=UTC)
 DAY_END = DAY_START + timedelta(days=1)

@@ -5,8 +5,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 
-from kernel.bus import client
 from stackpulse.broker import embedded_broker, free_port
+from stackpulse.kernel.bus import client
 
 
 async def test_retained_messages_go_only_to_sessions_that_subscribed() -> None:

@@ -11,14 +11,14 @@ from pathlib import Path
 import httpx
 import pytest
 
-from kernel.bus import client, parse_broker_url
-from kernel.clock import ScaledClock
-from kernel.layout import Layout, load_layout
-from kernel.settings import Settings
-from kernel.store.factory import open_store
-from simulators.run import Simulation, load_catalog
 from stackpulse.broker import free_port
+from stackpulse.kernel.bus import client, parse_broker_url
+from stackpulse.kernel.clock import ScaledClock
+from stackpulse.kernel.layout import Layout, load_layout
+from stackpulse.kernel.settings import Settings
+from stackpulse.kernel.store.factory import open_store
 from stackpulse.runtime import prepare, run_components
+from stackpulse.simulators.run import Simulation, load_catalog
 
 pytestmark = pytest.mark.integration
 

@@ -11,10 +11,10 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from gateway.decode import Accepted, SiteIndex, decode, decode_checked, index_sites
-from gateway.fastpath import decode_fast
-from kernel.models import format_ts
-from kernel.store.lineprotocol import encode_point
+from stackpulse.gateway.decode import Accepted, SiteIndex, decode, decode_checked, index_sites
+from stackpulse.gateway.fastpath import decode_fast
+from stackpulse.kernel.models import format_ts
+from stackpulse.kernel.store.lineprotocol import encode_point
 from tests.support.layouts import ONE_OF_EACH
 
 ROOT = "lib/v1"
@@ -202,8 +202,8 @@ def test_the_common_messages_take_the_fast_path() -> None:
 
 
 def test_simulated_library_traffic_takes_the_fast_path() -> None:
-    from kernel.layout import load_layout
-    from simulators.model import generate
+    from stackpulse.kernel.layout import load_layout
+    from stackpulse.simulators.model import generate
 
     layout = load_layout("examples/main/layout.yaml")
     sites = index_sites([layout])

@@ -22,16 +22,16 @@ import pytest
 import yaml
 from paho.mqtt.enums import CallbackAPIVersion
 
-from gateway.decode import index_sites
-from gateway.service import Gateway, GatewaySettings
-from gateway.spool import LINES, POINTS, Spool, SpoolLocked, encode_frame
-from kernel.bus import parse_broker_url
-from kernel.clock import SystemClock
-from kernel.layout import Layout
-from kernel.models import format_ts
-from kernel.store.base import Point, SeriesStore
-from kernel.store.factory import open_store
-from kernel.store.lineprotocol import encode_point
+from stackpulse.gateway.decode import index_sites
+from stackpulse.gateway.service import Gateway, GatewaySettings
+from stackpulse.gateway.spool import LINES, POINTS, Spool, SpoolLocked, encode_frame
+from stackpulse.kernel.bus import parse_broker_url
+from stackpulse.kernel.clock import SystemClock
+from stackpulse.kernel.layout import Layout
+from stackpulse.kernel.models import format_ts
+from stackpulse.kernel.store.base import Point, SeriesStore
+from stackpulse.kernel.store.factory import open_store
+from stackpulse.kernel.store.lineprotocol import encode_point
 from tests.support.procs import InfluxProc, MosquittoProc, free_port
 
 pytestmark = pytest.mark.integration

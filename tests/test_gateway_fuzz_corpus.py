@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from gateway.decode import Accepted, Rejected
+from stackpulse.gateway.decode import Accepted, Rejected
 from tests.fuzz.fuzz_decode import check
 
 CORPUS = sorted((Path(__file__).parent / "fuzz" / "corpus").iterdir())

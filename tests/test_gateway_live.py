@@ -11,14 +11,14 @@ from pathlib import Path
 import aiomqtt
 import pytest
 
-from gateway.decode import index_sites
-from gateway.service import Gateway, GatewaySettings
-from kernel.bus import client, parse_broker_url
-from kernel.clock import SystemClock
-from kernel.layout import Layout
-from kernel.models import decode_events, format_ts
-from kernel.store.base import SeriesStore
-from kernel.store.factory import open_store
+from stackpulse.gateway.decode import index_sites
+from stackpulse.gateway.service import Gateway, GatewaySettings
+from stackpulse.kernel.bus import client, parse_broker_url
+from stackpulse.kernel.clock import SystemClock
+from stackpulse.kernel.layout import Layout
+from stackpulse.kernel.models import decode_events, format_ts
+from stackpulse.kernel.store.base import SeriesStore
+from stackpulse.kernel.store.factory import open_store
 
 pytestmark = pytest.mark.integration
 

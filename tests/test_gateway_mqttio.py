@@ -14,7 +14,7 @@ from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from gateway.mqttio import READ_SIZE, BufferedSocket, FastClient
+from stackpulse.gateway.mqttio import READ_SIZE, BufferedSocket, FastClient
 from tests.support.procs import MosquittoProc
 
 

@@ -14,11 +14,11 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from kernel.catalog import CatalogItem
-from kernel.models import CircData, ShelfData, parse_payload
-from kernel.topics import Channel, Kind
-from services.inventory.logic import Inventory
-from services.inventory.model import (
+from stackpulse.kernel.catalog import CatalogItem
+from stackpulse.kernel.models import CircData, ShelfData, parse_payload
+from stackpulse.kernel.topics import Channel, Kind
+from stackpulse.services.inventory.logic import Inventory
+from stackpulse.services.inventory.model import (
     Change,
     CircReport,
     Finding,
@@ -26,9 +26,9 @@ from services.inventory.model import (
     Read,
     SectionReport,
 )
-from simulators import Faults, LibraryModel, Message, SimConfig
-from simulators.stacks import REMOVED
-from simulators.synth import synthetic_catalog, synthetic_layout
+from stackpulse.simulators import Faults, LibraryModel, Message, SimConfig
+from stackpulse.simulators.stacks import REMOVED
+from stackpulse.simulators.synth import synthetic_catalog, synthetic_layout
 
 LAYOUT = synthetic_layout(
     floors=1, rooms_per_floor=2, seats_per_room=10, shelves=4, sections_per_shelf=10

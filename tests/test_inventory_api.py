@@ -11,13 +11,13 @@ from typing import Any
 import httpx
 import pytest
 
-from kernel.auth import Role
-from kernel.layout import Layout
-from kernel.topics import state_topic
-from services.inventory.view import InventoryView
-from services.occupancy.view import OccupancyView
-from stackpulse.api import build_app
-from stackpulse.auth_routes import AuthService
+from stackpulse.kernel.auth import Role
+from stackpulse.kernel.layout import Layout
+from stackpulse.kernel.topics import state_topic
+from stackpulse.services.inventory.view import InventoryView
+from stackpulse.services.occupancy.view import OccupancyView
+from stackpulse.web.app import build_app
+from stackpulse.web.auth import AuthService
 from tests.support.browser import serve_app
 from tests.test_inventory_service import staff_auth, token_for
 

@@ -12,9 +12,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from kernel.callnumbers import Scheme, sort_key
-from kernel.catalog import CatalogItem
-from services.inventory.demand import (
+from stackpulse.kernel.callnumbers import Scheme, sort_key
+from stackpulse.kernel.catalog import CatalogItem
+from stackpulse.services.inventory.demand import (
     BUCKET,
     DEMAND_RANK,
     DEMAND_SIGNAL,
@@ -25,7 +25,7 @@ from services.inventory.demand import (
     call_class,
     rank_points,
 )
-from services.inventory.model import DemandRow, InventorySettings, Signal, SignalKind
+from stackpulse.services.inventory.model import DemandRow, InventorySettings, Signal, SignalKind
 
 T0 = datetime(2026, 11, 2, 9, 30, tzinfo=UTC)
 SETTINGS = InventorySettings()  # 30 days; 2 holds or 5 uses per copy suggest buying

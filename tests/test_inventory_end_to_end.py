@@ -22,19 +22,19 @@ import httpx
 import pytest
 import yaml
 
-from kernel.auth import hash_password
-from kernel.bus import parse_broker_url
-from kernel.clock import ScaledClock
-from kernel.layout import load_layout
-from kernel.settings import Settings
-from kernel.statedb import StateDB
-from kernel.store.factory import open_store
-from services.inventory.service import InventoryServiceSettings
-from simulators import Faults, SimConfig
-from simulators.run import Simulation, load_catalog
-from simulators.stacks import LOAN, REMOVED
 from stackpulse.broker import free_port
+from stackpulse.kernel.auth import hash_password
+from stackpulse.kernel.bus import parse_broker_url
+from stackpulse.kernel.clock import ScaledClock
+from stackpulse.kernel.layout import load_layout
+from stackpulse.kernel.settings import Settings
+from stackpulse.kernel.statedb import StateDB
+from stackpulse.kernel.store.factory import open_store
 from stackpulse.runtime import prepare, run_components
+from stackpulse.services.inventory.service import InventoryServiceSettings
+from stackpulse.simulators import Faults, SimConfig
+from stackpulse.simulators.run import Simulation, load_catalog
+from stackpulse.simulators.stacks import LOAN, REMOVED
 from tests.support.procs import MosquittoProc
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(90)]

@@ -12,11 +12,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from kernel.callnumbers import sort_key
-from kernel.catalog import CatalogItem
-from kernel.layout import Layout
-from services.inventory.logic import CheckpointError, Inventory
-from services.inventory.model import (
+from stackpulse.kernel.callnumbers import sort_key
+from stackpulse.kernel.catalog import CatalogItem
+from stackpulse.kernel.layout import Layout
+from stackpulse.services.inventory.logic import CheckpointError, Inventory
+from stackpulse.services.inventory.model import (
     Change,
     CircAction,
     CircReport,

@@ -12,16 +12,20 @@ from pathlib import Path
 import pytest
 from playwright.async_api import Page
 
-from kernel.bus import client as mqtt_client
-from kernel.bus import parse_broker_url
-from kernel.catalog import load_catalog
-from kernel.clock import ScaledClock
-from kernel.statedb import StateDB
-from kernel.topics import Kind
-from services.inventory.service import InventoryService, InventoryServiceSettings, list_topic
-from services.inventory.view import InventoryView, run_view
-from services.occupancy.view import OccupancyView
-from stackpulse.api import build_app
+from stackpulse.kernel.bus import client as mqtt_client
+from stackpulse.kernel.bus import parse_broker_url
+from stackpulse.kernel.catalog import load_catalog
+from stackpulse.kernel.clock import ScaledClock
+from stackpulse.kernel.statedb import StateDB
+from stackpulse.kernel.topics import Kind
+from stackpulse.services.inventory.service import (
+    InventoryService,
+    InventoryServiceSettings,
+    list_topic,
+)
+from stackpulse.services.inventory.view import InventoryView, run_view
+from stackpulse.services.occupancy.view import OccupancyView
+from stackpulse.web.app import build_app
 from tests.support.browser import ARTIFACTS, phone_page, serve_app
 from tests.support.procs import MosquittoProc
 from tests.support.waiting import wait_until

@@ -22,20 +22,20 @@ import httpx
 import pytest
 import yaml
 
-from kernel.auth import Principal, Role, TokenIssuer, hash_password
-from kernel.bus import client as mqtt_client
-from kernel.bus import parse_broker_url
-from kernel.catalog import load_catalog
-from kernel.clock import ScaledClock
-from kernel.layout import Layout, load_layout
-from kernel.models import Event
-from kernel.statedb import StateDB
-from kernel.store.base import Point, Row
-from kernel.store.influxql import Query
-from kernel.topics import Kind, event_batch_topic, state_topic
-from services.inventory.demand_feed import DEMAND_LISTS, RANK_SLOTS, demand_topic
-from services.inventory.model import Change, Finding, InventorySettings, Misplaced
-from services.inventory.service import (
+from stackpulse.kernel.auth import Principal, Role, TokenIssuer, hash_password
+from stackpulse.kernel.bus import client as mqtt_client
+from stackpulse.kernel.bus import parse_broker_url
+from stackpulse.kernel.catalog import load_catalog
+from stackpulse.kernel.clock import ScaledClock
+from stackpulse.kernel.layout import Layout, load_layout
+from stackpulse.kernel.models import Event
+from stackpulse.kernel.statedb import StateDB
+from stackpulse.kernel.store.base import Point, Row
+from stackpulse.kernel.store.influxql import Query
+from stackpulse.kernel.topics import Kind, event_batch_topic, state_topic
+from stackpulse.services.inventory.demand_feed import DEMAND_LISTS, RANK_SLOTS, demand_topic
+from stackpulse.services.inventory.model import Change, Finding, InventorySettings, Misplaced
+from stackpulse.services.inventory.service import (
     InventoryService,
     InventoryServiceSettings,
     SiteInventory,
@@ -45,10 +45,10 @@ from services.inventory.service import (
     encode_checkpoint,
     list_topic,
 )
-from services.inventory.view import InventoryView, run_view
-from services.occupancy.view import OccupancyView
-from stackpulse.api import build_app
-from stackpulse.auth_routes import AuthService
+from stackpulse.services.inventory.view import InventoryView, run_view
+from stackpulse.services.occupancy.view import OccupancyView
+from stackpulse.web.app import build_app
+from stackpulse.web.auth import AuthService
 from tests.support.browser import serve_app
 from tests.support.events import data_event
 from tests.support.procs import MosquittoProc

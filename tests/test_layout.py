@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from kernel.callnumbers import parse, successor_key
-from kernel.layout import OUTSIDE, Layout, LayoutError, load_layout
+from stackpulse.kernel.callnumbers import parse, successor_key
+from stackpulse.kernel.layout import OUTSIDE, Layout, LayoutError, load_layout
 
 SAMPLE = Path(__file__).resolve().parent.parent / "examples" / "main" / "layout.yaml"
 

@@ -18,28 +18,28 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from playwright.async_api import Page, async_playwright
 
-from kernel.auth import TokenIssuer, hash_password
-from kernel.bus import client as mqtt_client
-from kernel.bus import parse_broker_url
-from kernel.models import StatusMessage, format_ts
-from kernel.schema import status_point, typical_point, zone_point
-from kernel.statedb import StateDB
-from kernel.store import Point, open_store
-from kernel.topics import state_topic
-from services.alerts.lifecycle import AlertBook
-from services.alerts.model import Observation, Severity
-from services.alerts.routes import alerts_router
-from services.alerts.settings import AlertSettings
-from services.alerts.store import AlertStore
-from services.inventory.demand_feed import demand_topic
-from services.inventory.service import list_topic
-from services.inventory.view import InventoryView
-from services.inventory.view import run_view as run_inventory_view
-from services.occupancy.logic import busyness
-from services.occupancy.view import OccupancyView, run_view
-from simulators.synth import synthetic_layout
-from stackpulse.api import build_app
-from stackpulse.auth_routes import AuthService
+from stackpulse.kernel.auth import TokenIssuer, hash_password
+from stackpulse.kernel.bus import client as mqtt_client
+from stackpulse.kernel.bus import parse_broker_url
+from stackpulse.kernel.models import StatusMessage, format_ts
+from stackpulse.kernel.schema import status_point, typical_point, zone_point
+from stackpulse.kernel.statedb import StateDB
+from stackpulse.kernel.store import Point, open_store
+from stackpulse.kernel.topics import state_topic
+from stackpulse.services.alerts.lifecycle import AlertBook
+from stackpulse.services.alerts.model import Observation, Severity
+from stackpulse.services.alerts.routes import alerts_router
+from stackpulse.services.alerts.settings import AlertSettings
+from stackpulse.services.alerts.store import AlertStore
+from stackpulse.services.inventory.demand_feed import demand_topic
+from stackpulse.services.inventory.service import list_topic
+from stackpulse.services.inventory.view import InventoryView
+from stackpulse.services.inventory.view import run_view as run_inventory_view
+from stackpulse.services.occupancy.logic import busyness
+from stackpulse.services.occupancy.view import OccupancyView, run_view
+from stackpulse.simulators.synth import synthetic_layout
+from stackpulse.web.app import build_app
+from stackpulse.web.auth import AuthService
 from tests.support.browser import ARTIFACTS, CHROMIUM_ARGS, publish_retained, serve_app
 from tests.support.procs import MosquittoProc
 

@@ -5,14 +5,14 @@ from __future__ import annotations
 import json
 from datetime import UTC, date, datetime, time, timedelta
 
-from dashboards.build import HEALTH_UID, build_all
-from dashboards.cli import GENERATED_DIR
-from dashboards.influx import expand_macros, panel_queries
-from kernel.store import open_store
-from services.occupancy.logic import SeatTiming
-from services.occupancy.service import SiteOccupancy
-from simulators import Faults, LibraryModel, SimConfig
-from simulators.synth import synthetic_layout
+from stackpulse.dashboards.build import HEALTH_UID, build_all
+from stackpulse.dashboards.cli import GENERATED_DIR
+from stackpulse.dashboards.influx import expand_macros, panel_queries
+from stackpulse.kernel.store import open_store
+from stackpulse.services.occupancy.logic import SeatTiming
+from stackpulse.services.occupancy.service import SiteOccupancy
+from stackpulse.simulators import Faults, LibraryModel, SimConfig
+from stackpulse.simulators.synth import synthetic_layout
 from tests.test_occupancy_service import run_day
 
 LAYOUT = synthetic_layout(site="main", floors=1, rooms_per_floor=2, seats_per_room=4)

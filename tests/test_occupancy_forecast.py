@@ -8,14 +8,14 @@ from datetime import UTC, date, datetime, time, timedelta
 import httpx
 import pytest
 
-from kernel.schema import zone_point
-from kernel.store import open_store
-from services.occupancy.forecast import history_query, hour_of_week, weekly_profile
-from services.occupancy.logic import SeatTiming
-from services.occupancy.service import SiteOccupancy
-from services.occupancy.view import OccupancyView
-from simulators.synth import synthetic_layout
-from stackpulse.api import build_app
+from stackpulse.kernel.schema import zone_point
+from stackpulse.kernel.store import open_store
+from stackpulse.services.occupancy.forecast import history_query, hour_of_week, weekly_profile
+from stackpulse.services.occupancy.logic import SeatTiming
+from stackpulse.services.occupancy.service import SiteOccupancy
+from stackpulse.services.occupancy.view import OccupancyView
+from stackpulse.simulators.synth import synthetic_layout
+from stackpulse.web.app import build_app
 
 LAYOUT = synthetic_layout(site="main", floors=1, rooms_per_floor=1, seats_per_room=2)
 TUESDAY = date(2026, 11, 24)

@@ -8,8 +8,8 @@ from datetime import UTC, datetime, timedelta
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from kernel.layout import Layout
-from services.occupancy.logic import (
+from stackpulse.kernel.layout import Layout
+from stackpulse.services.occupancy.logic import (
     GateCounter,
     SeatMachine,
     SeatState,

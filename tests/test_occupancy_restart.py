@@ -17,16 +17,16 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from kernel.bus import client as mqtt_client
-from kernel.bus import parse_broker_url
-from kernel.clock import ScaledClock
-from kernel.layout import Layout
-from kernel.store.base import Point, Row
-from kernel.store.influxql import Query
-from kernel.topics import Kind, event_batch_topic, state_topic
-from services.occupancy.logic import GateCounter, SeatTiming, ZoneCounts
-from services.occupancy.service import OccupancyService, OccupancySettings, SiteOccupancy
-from services.occupancy.view import OccupancyView
+from stackpulse.kernel.bus import client as mqtt_client
+from stackpulse.kernel.bus import parse_broker_url
+from stackpulse.kernel.clock import ScaledClock
+from stackpulse.kernel.layout import Layout
+from stackpulse.kernel.store.base import Point, Row
+from stackpulse.kernel.store.influxql import Query
+from stackpulse.kernel.topics import Kind, event_batch_topic, state_topic
+from stackpulse.services.occupancy.logic import GateCounter, SeatTiming, ZoneCounts
+from stackpulse.services.occupancy.service import OccupancyService, OccupancySettings, SiteOccupancy
+from stackpulse.services.occupancy.view import OccupancyView
 from tests.support.events import data_event
 from tests.support.procs import MosquittoProc
 from tests.support.waiting import wait_until

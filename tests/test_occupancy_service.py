@@ -10,13 +10,19 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from kernel.layout import Layout
-from kernel.schema import ZONE_DRIFT
-from kernel.topics import Kind
-from services.occupancy.logic import SeatMachine, SeatState, SeatTiming, ZoneCounts, next_closing
-from services.occupancy.service import OccupancySettings, SiteOccupancy
-from simulators import Faults, LibraryModel, SimConfig
-from simulators.synth import synthetic_layout
+from stackpulse.kernel.layout import Layout
+from stackpulse.kernel.schema import ZONE_DRIFT
+from stackpulse.kernel.topics import Kind
+from stackpulse.services.occupancy.logic import (
+    SeatMachine,
+    SeatState,
+    SeatTiming,
+    ZoneCounts,
+    next_closing,
+)
+from stackpulse.services.occupancy.service import OccupancySettings, SiteOccupancy
+from stackpulse.simulators import Faults, LibraryModel, SimConfig
+from stackpulse.simulators.synth import synthetic_layout
 from tests.support.events import data_event, sim_event
 
 LAYOUT = synthetic_layout(site="main", floors=1, rooms_per_floor=2, seats_per_room=6)

@@ -14,18 +14,18 @@ import pytest
 import yaml
 from playwright.async_api import Page
 
-from kernel.bus import client as mqtt_client
-from kernel.bus import parse_broker_url
-from kernel.clock import ScaledClock
-from kernel.layout import Layout
-from kernel.settings import Settings
-from kernel.topics import state_topic
-from services.occupancy.view import OccupancyView, run_view
-from simulators.run import Simulation
-from simulators.synth import synthetic_layout
-from stackpulse.api import build_app
 from stackpulse.broker import free_port
+from stackpulse.kernel.bus import client as mqtt_client
+from stackpulse.kernel.bus import parse_broker_url
+from stackpulse.kernel.clock import ScaledClock
+from stackpulse.kernel.layout import Layout
+from stackpulse.kernel.settings import Settings
+from stackpulse.kernel.topics import state_topic
 from stackpulse.runtime import prepare, run_components
+from stackpulse.services.occupancy.view import OccupancyView, run_view
+from stackpulse.simulators.run import Simulation
+from stackpulse.simulators.synth import synthetic_layout
+from stackpulse.web.app import build_app
 from tests.support.browser import ARTIFACTS, phone_page, publish_retained, serve_app
 from tests.support.procs import MosquittoProc
 

@@ -14,19 +14,19 @@ import httpx
 import pytest
 from playwright.async_api import Page
 
-from kernel.auth import TokenIssuer, hash_password
-from kernel.layout import Layout
-from kernel.schema import ALERT_TRANSITION, FINDING_CLOSED, ZONE_OCCUPANCY
-from kernel.statedb import StateDB
-from kernel.store import Point, open_store
-from kernel.store.base import SeriesStore
-from services.inventory.demand import DEMAND_RANK
-from services.occupancy.view import OccupancyView
-from simulators.synth import synthetic_layout
-from stackpulse.api import build_app
-from stackpulse.auth_routes import AuthService
-from stackpulse.manager.render import parse_csv, to_csv
-from stackpulse.manager.report import DailyReport, day_window, fold_daily, read_daily
+from stackpulse.kernel.auth import TokenIssuer, hash_password
+from stackpulse.kernel.layout import Layout
+from stackpulse.kernel.schema import ALERT_TRANSITION, FINDING_CLOSED, ZONE_OCCUPANCY
+from stackpulse.kernel.statedb import StateDB
+from stackpulse.kernel.store import Point, open_store
+from stackpulse.kernel.store.base import SeriesStore
+from stackpulse.services.inventory.demand import DEMAND_RANK
+from stackpulse.services.occupancy.view import OccupancyView
+from stackpulse.services.reports.render import parse_csv, to_csv
+from stackpulse.services.reports.report import DailyReport, day_window, fold_daily, read_daily
+from stackpulse.simulators.synth import synthetic_layout
+from stackpulse.web.app import build_app
+from stackpulse.web.auth import AuthService
 from tests.support.browser import ARTIFACTS, CHROMIUM_ARGS, serve_app
 from tests.test_dashboards_set import DAY, SiteDay, _alerts, _Day
 from tests.test_demand_dashboard import _simulated_day as _demand_day

@@ -13,13 +13,13 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from kernel.layout import load_layout
-from kernel.models import GateData, SeatData, ShelfData, StatusMessage, parse_payload
-from kernel.topics import Channel, Kind, parse_device_topic
-from simulators import Faults, LibraryModel, Message, SimConfig, generate, messages
-from simulators.rhythm import Hours, target_fill
-from simulators.run import load_catalog
-from simulators.synth import synthetic_catalog, synthetic_layout
+from stackpulse.kernel.layout import load_layout
+from stackpulse.kernel.models import GateData, SeatData, ShelfData, StatusMessage, parse_payload
+from stackpulse.kernel.topics import Channel, Kind, parse_device_topic
+from stackpulse.simulators import Faults, LibraryModel, Message, SimConfig, generate, messages
+from stackpulse.simulators.rhythm import Hours, target_fill
+from stackpulse.simulators.run import load_catalog
+from stackpulse.simulators.synth import synthetic_catalog, synthetic_layout
 
 TZ = ZoneInfo("Asia/Shanghai")
 LAYOUT = synthetic_layout()

@@ -5,11 +5,11 @@ from __future__ import annotations
 from collections import Counter
 from datetime import UTC, date, datetime, time, timedelta
 
-from kernel.topics import Channel, Kind
-from services.occupancy.logic import SeatState, SeatTiming
-from services.occupancy.service import SiteOccupancy
-from simulators import Faults, LibraryModel, SimConfig, messages
-from simulators.synth import synthetic_layout
+from stackpulse.kernel.topics import Channel, Kind
+from stackpulse.services.occupancy.logic import SeatState, SeatTiming
+from stackpulse.services.occupancy.service import SiteOccupancy
+from stackpulse.simulators import Faults, LibraryModel, SimConfig, messages
+from stackpulse.simulators.synth import synthetic_layout
 from tests.support.events import sim_event
 from tests.test_occupancy_service import run_day
 

@@ -13,13 +13,13 @@ from zoneinfo import ZoneInfo
 import aiomqtt
 import pytest
 
-from kernel import bus
-from kernel.clock import ScaledClock
-from kernel.models import StatusMessage, parse_payload
-from kernel.topics import Channel, parse_device_topic
-from simulators import Simulation, run_simulation
-from simulators.publisher import BrokerUnreachable
-from simulators.synth import synthetic_catalog, synthetic_layout
+from stackpulse.kernel import bus
+from stackpulse.kernel.clock import ScaledClock
+from stackpulse.kernel.models import StatusMessage, parse_payload
+from stackpulse.kernel.topics import Channel, parse_device_topic
+from stackpulse.simulators import Simulation, run_simulation
+from stackpulse.simulators.publisher import BrokerUnreachable
+from stackpulse.simulators.synth import synthetic_catalog, synthetic_layout
 from tests.support.procs import MosquittoProc
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]

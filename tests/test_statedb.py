@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from kernel.statedb import StateDB, StateDBError, UserExistsError
 from stackpulse.broker import free_port
+from stackpulse.kernel.statedb import StateDB, StateDBError, UserExistsError
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 import httpx
 import pytest
 
-from kernel.store import (
+from stackpulse.kernel.store import (
     Agg,
     InfluxStore,
     Point,

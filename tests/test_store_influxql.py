@@ -6,8 +6,8 @@ from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 
-from kernel.store import Agg, InfluxStore, Query, TagEq, render
-from kernel.store.influxql import duration_ns, quote_ident, quote_string
+from stackpulse.kernel.store import Agg, InfluxStore, Query, TagEq, render
+from stackpulse.kernel.store.influxql import duration_ns, quote_ident, quote_string
 
 START = datetime(2026, 11, 24, 10, tzinfo=UTC)
 

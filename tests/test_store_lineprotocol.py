@@ -11,7 +11,7 @@ import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from kernel.store import (
+from stackpulse.kernel.store import (
     Agg,
     FieldValue,
     InfluxStore,
@@ -23,7 +23,7 @@ from kernel.store import (
     encode_point,
     encode_points,
 )
-from kernel.store.influxql import ns_to_datetime, quote_ident, quote_string
+from stackpulse.kernel.store.influxql import ns_to_datetime, quote_ident, quote_string
 
 
 def test_encodes_types_sorted_tags_and_timestamp() -> None:

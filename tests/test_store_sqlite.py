@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from kernel.store import (
+from stackpulse.kernel.store import (
     Agg,
     FieldValue,
     InfluxStore,

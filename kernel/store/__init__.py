@@ -1,6 +1,6 @@
 """Time-series stores: InfluxDB over its v1 HTTP API, or embedded SQLite, behind one interface."""
 
-from kernel.store.base import (
+from stackpulse.kernel.store.base import (
     FieldValue,
     Point,
     Row,
@@ -9,11 +9,11 @@ from kernel.store.base import (
     StoreRejected,
     StoreUnavailable,
 )
-from kernel.store.factory import open_store
-from kernel.store.influx import InfluxStore, parse_influx_url
-from kernel.store.influxql import Agg, Query, TagEq, render
-from kernel.store.lineprotocol import encode_point, encode_points
-from kernel.store.sqlite import SqliteStore
+from stackpulse.kernel.store.factory import open_store
+from stackpulse.kernel.store.influx import InfluxStore, parse_influx_url
+from stackpulse.kernel.store.influxql import Agg, Query, TagEq, render
+from stackpulse.kernel.store.lineprotocol import encode_point, encode_points
+from stackpulse.kernel.store.sqlite import SqliteStore
 
 __all__ = [
     "Agg",

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol, TypeAlias, runtime_checkable
 
 if TYPE_CHECKING:
-    from kernel.store.influxql import Query
+    from stackpulse.kernel.store.influxql import Query
 
 FieldValue: TypeAlias = float | int | str | bool
 Row: TypeAlias = dict[str, Any]

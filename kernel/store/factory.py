@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from urllib.parse import urlsplit
 
-from kernel.store.base import SeriesStore
-from kernel.store.influx import InfluxStore
-from kernel.store.sqlite import SqliteStore
+from stackpulse.kernel.store.base import SeriesStore
+from stackpulse.kernel.store.influx import InfluxStore
+from stackpulse.kernel.store.sqlite import SqliteStore
 
 __all__ = ["open_store"]
 

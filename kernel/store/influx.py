@@ -14,9 +14,9 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 import httpx
 
-from kernel.store.base import Point, Row, StoreError, StoreRejected, StoreUnavailable
-from kernel.store.influxql import Query, make_row, quote_ident, render, sort_rows
-from kernel.store.lineprotocol import encode_point
+from stackpulse.kernel.store.base import Point, Row, StoreError, StoreRejected, StoreUnavailable
+from stackpulse.kernel.store.influxql import Query, make_row, quote_ident, render, sort_rows
+from stackpulse.kernel.store.lineprotocol import encode_point
 
 __all__ = ["InfluxStore", "InfluxTarget", "parse_influx_url"]
 

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 
-from kernel.store.base import Row
+from stackpulse.kernel.store.base import Row
 
 __all__ = [
     "AGG_FUNCS",

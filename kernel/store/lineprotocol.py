@@ -7,7 +7,7 @@ import re
 from collections.abc import Iterable, Mapping
 from functools import lru_cache
 
-from kernel.store.base import FieldValue, Point
+from stackpulse.kernel.store.base import FieldValue, Point
 
 __all__ = ["encode_point", "encode_points", "encode_series"]
 

@@ -15,9 +15,16 @@ from types import TracebackType
 from typing import Any, Self, TypeVar
 from urllib.parse import unquote
 
-from kernel.store.base import FieldValue, Point, Row, StoreError, StoreRejected, StoreUnavailable
-from kernel.store.influxql import SELECTORS, Agg, Query, make_row, sort_rows
-from kernel.store.lineprotocol import encode_point
+from stackpulse.kernel.store.base import (
+    FieldValue,
+    Point,
+    Row,
+    StoreError,
+    StoreRejected,
+    StoreUnavailable,
+)
+from stackpulse.kernel.store.influxql import SELECTORS, Agg, Query, make_row, sort_rows
+from stackpulse.kernel.store.lineprotocol import encode_point
 
 __all__ = ["SqliteStore"]
 

@@ -33,7 +33,7 @@ from collections.abc import Collection
 from dataclasses import replace
 from datetime import datetime
 
-from services.alerts.model import (
+from stackpulse.services.alerts.model import (
     Alert,
     AlertState,
     Observation,
@@ -41,8 +41,8 @@ from services.alerts.model import (
     Transition,
     TransitionKind,
 )
-from services.alerts.settings import AlertSettings
-from services.alerts.store import AlertStore, AlertTx
+from stackpulse.services.alerts.settings import AlertSettings
+from stackpulse.services.alerts.store import AlertStore, AlertTx
 
 __all__ = ["ALLOWED", "AlertBook", "AlertNotFound", "InvalidTransition", "raise_severity"]
 

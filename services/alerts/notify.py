@@ -31,10 +31,10 @@ from urllib.parse import urlsplit
 import httpx
 from pydantic import BaseModel, ConfigDict
 
-from kernel.clock import Clock
-from kernel.models import Timestamp, format_ts
-from services.alerts.model import Alert, AlertState, Severity, Transition
-from services.alerts.store import alert_from_json
+from stackpulse.kernel.clock import Clock
+from stackpulse.kernel.models import Timestamp, format_ts
+from stackpulse.services.alerts.model import Alert, AlertState, Severity, Transition
+from stackpulse.services.alerts.store import alert_from_json
 
 log = logging.getLogger("stackpulse.alerts.notify")
 

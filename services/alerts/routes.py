@@ -14,13 +14,13 @@ from fastapi.responses import FileResponse
 from pydantic import BaseModel
 from sse_starlette import EventSourceResponse, ServerSentEvent
 
-from kernel.auth import Principal
-from kernel.layout import Layout
-from kernel.topics import SITE_RE
-from services.alerts.lifecycle import AlertBook, AlertNotFound, InvalidTransition
-from services.alerts.model import Alert, AlertState, Severity
-from services.alerts.notify import AlertBody, TransitionBody, event_id
-from stackpulse.auth_routes import AnyStaff, Editor, StaffOfSite
+from stackpulse.kernel.auth import Principal
+from stackpulse.kernel.layout import Layout
+from stackpulse.kernel.topics import SITE_RE
+from stackpulse.services.alerts.lifecycle import AlertBook, AlertNotFound, InvalidTransition
+from stackpulse.services.alerts.model import Alert, AlertState, Severity
+from stackpulse.services.alerts.notify import AlertBody, TransitionBody, event_id
+from stackpulse.web.auth import AnyStaff, Editor, StaffOfSite
 
 log = logging.getLogger("stackpulse.alerts.routes")
 

@@ -18,8 +18,8 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 from zoneinfo import ZoneInfo
 
-from kernel.layout import Layout
-from services.alerts.model import (
+from stackpulse.kernel.layout import Layout
+from stackpulse.services.alerts.model import (
     DeviceSeen,
     DriftSeen,
     FindingSeen,
@@ -29,7 +29,7 @@ from services.alerts.model import (
     Severity,
     ZoneSeen,
 )
-from services.alerts.settings import AlertSettings
+from stackpulse.services.alerts.settings import AlertSettings
 
 __all__ = ["RULES", "RULES_BY_ID", "Fact", "RuleEngine", "RuleSpec"]
 

@@ -24,17 +24,23 @@ import aiomqtt
 import httpx
 from pydantic import ValidationError
 
-from kernel.aio import Backoff, raise_if_cancelling
-from kernel.bus import BrokerAddress, client
-from kernel.clock import Clock
-from kernel.layout import Layout
-from kernel.models import decode_events, parse_rfc3339
-from kernel.schema import alert_point
-from kernel.statedb import StateDB
-from kernel.store.base import Point, SeriesStore
-from kernel.topics import Channel, Kind, event_subscription, parse_system_topic, state_topic
-from services.alerts.lifecycle import AlertBook
-from services.alerts.model import (
+from stackpulse.kernel.aio import Backoff, raise_if_cancelling
+from stackpulse.kernel.bus import BrokerAddress, client
+from stackpulse.kernel.clock import Clock
+from stackpulse.kernel.layout import Layout
+from stackpulse.kernel.models import decode_events, parse_rfc3339
+from stackpulse.kernel.schema import alert_point
+from stackpulse.kernel.statedb import StateDB
+from stackpulse.kernel.store.base import Point, SeriesStore
+from stackpulse.kernel.topics import (
+    Channel,
+    Kind,
+    event_subscription,
+    parse_system_topic,
+    state_topic,
+)
+from stackpulse.services.alerts.lifecycle import AlertBook
+from stackpulse.services.alerts.model import (
     AlertState,
     DeviceSeen,
     DriftSeen,
@@ -45,10 +51,10 @@ from services.alerts.model import (
     Transition,
     ZoneSeen,
 )
-from services.alerts.notify import NotifySettings, Sender
-from services.alerts.rules import RuleEngine
-from services.alerts.settings import AlertSettings
-from services.alerts.store import AlertStore
+from stackpulse.services.alerts.notify import NotifySettings, Sender
+from stackpulse.services.alerts.rules import RuleEngine
+from stackpulse.services.alerts.settings import AlertSettings
+from stackpulse.services.alerts.store import AlertStore
 
 log = logging.getLogger("stackpulse.alerts")
 

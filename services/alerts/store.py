@@ -25,7 +25,7 @@ from sqlalchemy import Connection, Engine, and_, func, insert, select, update
 from sqlalchemy.exc import DBAPIError, IntegrityError, SQLAlchemyError
 from sqlalchemy.pool import StaticPool
 
-from kernel.statedb import (
+from stackpulse.kernel.statedb import (
     StateDB,
     StateDBError,
     alert_history,
@@ -33,7 +33,7 @@ from kernel.statedb import (
     alerts,
     outbox,
 )
-from services.alerts.model import Alert, AlertState, Severity, Transition
+from stackpulse.services.alerts.model import Alert, AlertState, Severity, Transition
 
 __all__ = [
     "AlertStore",

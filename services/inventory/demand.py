@@ -27,11 +27,11 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final, get_args
 
-from kernel.callnumbers import CallNumberError, Scheme, parse
-from kernel.catalog import CatalogItem
-from kernel.schema import to_ns
-from kernel.store.base import Point
-from services.inventory.model import (
+from stackpulse.kernel.callnumbers import CallNumberError, Scheme, parse
+from stackpulse.kernel.catalog import CatalogItem
+from stackpulse.kernel.schema import to_ns
+from stackpulse.kernel.store.base import Point
+from stackpulse.services.inventory.model import (
     ClassDemand,
     DemandRow,
     InventorySettings,

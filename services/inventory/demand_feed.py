@@ -14,13 +14,13 @@ from collections.abc import Iterable, Mapping
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
-from kernel.catalog import CatalogItem
-from kernel.layout import Layout
-from kernel.models import format_ts
-from kernel.store.base import Point
-from kernel.topics import state_topic
-from services.inventory.demand import Demand, rank_points
-from services.inventory.model import ClassDemand, DemandRow, InventorySettings, Signal
+from stackpulse.kernel.catalog import CatalogItem
+from stackpulse.kernel.layout import Layout
+from stackpulse.kernel.models import format_ts
+from stackpulse.kernel.store.base import Point
+from stackpulse.kernel.topics import state_topic
+from stackpulse.services.inventory.demand import Demand, rank_points
+from stackpulse.services.inventory.model import ClassDemand, DemandRow, InventorySettings, Signal
 
 log = logging.getLogger("stackpulse.inventory")
 

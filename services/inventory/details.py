@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from kernel.catalog import CatalogItem
-from services.inventory.model import AwaitingReshelving, Misplaced, Missing, Task
-from services.inventory.state import State, from_epoch
-from services.inventory.sweeps import Sections
+from stackpulse.kernel.catalog import CatalogItem
+from stackpulse.services.inventory.model import AwaitingReshelving, Misplaced, Missing, Task
+from stackpulse.services.inventory.state import State, from_epoch
+from stackpulse.services.inventory.sweeps import Sections
 
 
 def misplaced(ci: CatalogItem, s: State, sections: Sections) -> Misplaced:

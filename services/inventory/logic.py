@@ -32,10 +32,10 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
-from kernel.catalog import CatalogItem
-from kernel.layout import Layout
-from services.inventory import details
-from services.inventory.model import (
+from stackpulse.kernel.catalog import CatalogItem
+from stackpulse.kernel.layout import Layout
+from stackpulse.services.inventory import details
+from stackpulse.services.inventory.model import (
     AwaitingReshelving,
     Change,
     CircReport,
@@ -48,7 +48,7 @@ from services.inventory.model import (
     SignalKind,
     Task,
 )
-from services.inventory.state import (
+from stackpulse.services.inventory.state import (
     CheckpointError,
     State,
     decode,
@@ -56,7 +56,7 @@ from services.inventory.state import (
     from_epoch,
     to_epoch,
 )
-from services.inventory.sweeps import WEAKEST, OpenSweep, Sections
+from stackpulse.services.inventory.sweeps import WEAKEST, OpenSweep, Sections
 
 __all__ = ["CheckpointError", "Inventory"]
 

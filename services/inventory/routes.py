@@ -12,10 +12,10 @@ from fastapi import APIRouter, Depends, HTTPException, Path, Query
 from pydantic import BaseModel
 from sse_starlette import EventSourceResponse, ServerSentEvent
 
-from kernel.layout import Layout
-from kernel.topics import SITE_RE
-from services.inventory.demand_feed import PUBLISHED_ROWS
-from services.inventory.view import (
+from stackpulse.kernel.layout import Layout
+from stackpulse.kernel.topics import SITE_RE
+from stackpulse.services.inventory.demand_feed import PUBLISHED_ROWS
+from stackpulse.services.inventory.view import (
     DemandClass,
     DemandTitle,
     FloorTasks,

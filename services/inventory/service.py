@@ -15,18 +15,18 @@ from typing import Any, Protocol
 import aiomqtt
 from pydantic import ValidationError
 
-from kernel.aio import Backoff, raise_if_cancelling
-from kernel.bus import BrokerAddress, client
-from kernel.catalog import CatalogItem, load_catalog
-from kernel.clock import Clock
-from kernel.layout import Layout
-from kernel.models import CircData, Event, ShelfData, decode_events, format_ts
-from kernel.schema import finding_closed_point, to_ns
-from kernel.store.base import Point, SeriesStore
-from kernel.topics import Kind, state_topic
-from services.inventory.demand_feed import RANK_EVERY, SiteDemand
-from services.inventory.logic import CheckpointError, Inventory
-from services.inventory.model import (
+from stackpulse.kernel.aio import Backoff, raise_if_cancelling
+from stackpulse.kernel.bus import BrokerAddress, client
+from stackpulse.kernel.catalog import CatalogItem, load_catalog
+from stackpulse.kernel.clock import Clock
+from stackpulse.kernel.layout import Layout
+from stackpulse.kernel.models import CircData, Event, ShelfData, decode_events, format_ts
+from stackpulse.kernel.schema import finding_closed_point, to_ns
+from stackpulse.kernel.store.base import Point, SeriesStore
+from stackpulse.kernel.topics import Kind, state_topic
+from stackpulse.services.inventory.demand_feed import RANK_EVERY, SiteDemand
+from stackpulse.services.inventory.logic import CheckpointError, Inventory
+from stackpulse.services.inventory.model import (
     AwaitingReshelving,
     Change,
     CircReport,

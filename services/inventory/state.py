@@ -13,9 +13,9 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, TypeVar, cast, get_args
 
-from kernel.catalog import CatalogItem
-from services.inventory.model import Signal, SignalKind
-from services.inventory.sweeps import WEAKEST, OpenSweep, Sections
+from stackpulse.kernel.catalog import CatalogItem
+from stackpulse.services.inventory.model import Signal, SignalKind
+from stackpulse.services.inventory.sweeps import WEAKEST, OpenSweep, Sections
 
 FORMAT = "stackpulse.inventory"
 VERSION = 1

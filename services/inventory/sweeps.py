@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
-from kernel.layout import Layout
-from services.inventory.model import Read
+from stackpulse.kernel.layout import Layout
+from stackpulse.services.inventory.model import Read
 
 # rssi is optional: a read without one is weaker than any read with one.
 WEAKEST = float("-inf")

@@ -11,9 +11,9 @@ from typing import Annotated, Literal
 import aiomqtt
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, ValidationError
 
-from kernel.bus import follow
-from kernel.models import Timestamp
-from kernel.topics import DEFAULT_ROOT, SITE_RE, parse_system_topic, state_topic
+from stackpulse.kernel.bus import follow
+from stackpulse.kernel.models import Timestamp
+from stackpulse.kernel.topics import DEFAULT_ROOT, SITE_RE, parse_system_topic, state_topic
 
 log = logging.getLogger(__name__)
 

@@ -12,11 +12,11 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
-from kernel.layout import Layout
-from kernel.schema import ZONE_OCCUPANCY
-from kernel.store.base import Row
-from kernel.store.influxql import Agg, Query, TagEq
-from services.occupancy.logic import busyness
+from stackpulse.kernel.layout import Layout
+from stackpulse.kernel.schema import ZONE_OCCUPANCY
+from stackpulse.kernel.store.base import Row
+from stackpulse.kernel.store.influxql import Agg, Query, TagEq
+from stackpulse.services.occupancy.logic import busyness
 
 HOURS_PER_WEEK = 7 * 24
 Profile = dict[str, dict[int, float]]  # zone -> hour of week (Monday 00h = 0) -> mean

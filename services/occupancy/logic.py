@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Any, ClassVar
 
-from kernel.layout import OUTSIDE, Layout
+from stackpulse.kernel.layout import OUTSIDE, Layout
 
 
 class CheckpointError(ValueError):

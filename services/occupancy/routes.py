@@ -11,9 +11,9 @@ from fastapi import APIRouter, Depends, HTTPException, Path, Query
 from pydantic import BaseModel
 from sse_starlette import EventSourceResponse, ServerSentEvent
 
-from kernel.layout import Layout
-from kernel.topics import DEVICE_RE, SITE_RE
-from services.occupancy.view import ForecastView, OccupancyView, SeatView, ZoneView
+from stackpulse.kernel.layout import Layout
+from stackpulse.kernel.topics import DEVICE_RE, SITE_RE
+from stackpulse.services.occupancy.view import ForecastView, OccupancyView, SeatView, ZoneView
 
 STATIC_DIR = FilePath(__file__).parent / "static"
 RETRY_MS = 3000  # how long a browser's EventSource waits before it reconnects

@@ -13,22 +13,29 @@ from typing import Any
 import aiomqtt
 from pydantic import ValidationError
 
-from kernel.aio import Backoff, raise_if_cancelling
-from kernel.bus import BrokerAddress, client
-from kernel.clock import Clock
-from kernel.layout import Layout
-from kernel.models import Event, GateData, SeatData, StatusMessage, decode_events, format_ts
-from kernel.schema import drift_point, typical_point, zone_point
-from kernel.store.base import Point, SeriesStore
-from kernel.topics import Kind, event_subscription, state_topic
-from services.occupancy.forecast import (
+from stackpulse.kernel.aio import Backoff, raise_if_cancelling
+from stackpulse.kernel.bus import BrokerAddress, client
+from stackpulse.kernel.clock import Clock
+from stackpulse.kernel.layout import Layout
+from stackpulse.kernel.models import (
+    Event,
+    GateData,
+    SeatData,
+    StatusMessage,
+    decode_events,
+    format_ts,
+)
+from stackpulse.kernel.schema import drift_point, typical_point, zone_point
+from stackpulse.kernel.store.base import Point, SeriesStore
+from stackpulse.kernel.topics import Kind, event_subscription, state_topic
+from stackpulse.services.occupancy.forecast import (
     Profile,
     forecast,
     history_query,
     hour_of_week,
     weekly_profile,
 )
-from services.occupancy.logic import (
+from stackpulse.services.occupancy.logic import (
     CheckpointError,
     SeatMachine,
     SeatState,

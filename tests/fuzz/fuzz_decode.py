@@ -11,7 +11,7 @@ from __future__ import annotations
 import sys
 from datetime import UTC, datetime
 
-from gateway.decode import Accepted, Rejected, decode, index_sites
+from stackpulse.gateway.decode import Accepted, Rejected, decode, index_sites
 from tests.support.layouts import ONE_OF_EACH
 
 ROOT = "lib/v1"

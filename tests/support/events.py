@@ -5,9 +5,9 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from kernel.models import Event
-from kernel.topics import Channel, Kind
-from simulators import Message
+from stackpulse.kernel.models import Event
+from stackpulse.kernel.topics import Channel, Kind
+from stackpulse.simulators import Message
 
 
 def data_event(

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from kernel.layout import Layout
+from stackpulse.kernel.layout import Layout
 
 ONE_OF_EACH = Layout.model_validate(
     {

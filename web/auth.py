@@ -23,7 +23,7 @@ from fastapi import APIRouter, Depends, HTTPException, Request
 from fastapi.security import OAuth2PasswordBearer, OAuth2PasswordRequestForm
 from pydantic import BaseModel
 
-from kernel.auth import (
+from stackpulse.kernel.auth import (
     DEMAND,
     READ,
     ROLES,
@@ -35,7 +35,7 @@ from kernel.auth import (
     TokenIssuer,
     authenticate,
 )
-from kernel.statedb import StateDB
+from stackpulse.kernel.statedb import StateDB
 
 TOKEN_URL = "/api/v1/auth/token"
 

@@ -1,5 +1,5 @@
 """The managers' live view and daily reports, served by the API."""
 
-from stackpulse.manager.routes import manager_pages, reports_router
+from stackpulse.services.reports.routes import manager_pages, reports_router
 
 __all__ = ["manager_pages", "reports_router"]

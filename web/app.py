@@ -12,17 +12,17 @@ from fastapi.responses import FileResponse
 from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel
 
-from kernel.auth import DEMAND, READ
-from kernel.layout import Layout
-from kernel.store.base import SeriesStore
-from services.inventory.routes import STATIC_DIR as STAFF_STATIC_DIR
-from services.inventory.routes import demand_router, inventory_router
-from services.inventory.view import InventoryView
-from services.occupancy.routes import STATIC_DIR, occupancy_router
-from services.occupancy.view import OccupancyView
-from stackpulse.auth_routes import AuthService, auth_router, require_site
-from stackpulse.manager import manager_pages, reports_router
-from stackpulse.ratelimit import RateLimit, RateLimitMiddleware, limited_responses
+from stackpulse.kernel.auth import DEMAND, READ
+from stackpulse.kernel.layout import Layout
+from stackpulse.kernel.store.base import SeriesStore
+from stackpulse.services.inventory.routes import STATIC_DIR as STAFF_STATIC_DIR
+from stackpulse.services.inventory.routes import demand_router, inventory_router
+from stackpulse.services.inventory.view import InventoryView
+from stackpulse.services.occupancy.routes import STATIC_DIR, occupancy_router
+from stackpulse.services.occupancy.view import OccupancyView
+from stackpulse.services.reports import manager_pages, reports_router
+from stackpulse.web.auth import AuthService, auth_router, require_site
+from stackpulse.web.ratelimit import RateLimit, RateLimitMiddleware, limited_responses
 
 DESCRIPTION = """Live library signals: how full each zone is and which seats are free.
 Public endpoints need no authentication; times are RFC 3339 in UTC."""
@@ -78,7 +78,7 @@ def build_app(
         raise ValueError("build_app needs at least one site layout")
     known = {lay.site for lay in layouts}
     app = FastAPI(title="StackPulse", version=_version(), description=DESCRIPTION)
-    app.state.auth = auth  # read by the dependencies in stackpulse.auth_routes
+    app.state.auth = auth  # read by the dependencies in stackpulse.web.auth
     if rate_limit is not None and rate_limit.enabled:
         app.add_middleware(RateLimitMiddleware, limit=rate_limit)
     limited = limited_responses(rate_limit)  # every /api/ route may answer 429
@@ -104,7 +104,7 @@ def build_app(
     app.include_router(manager_pages(layouts))
     app.mount("/static/occupancy", StaticFiles(directory=STATIC_DIR), name="occupancy-static")
     # What the staff and manager pages share (session.js, common.css).
-    common = StaticFiles(packages=[("stackpulse", "static/common")])
+    common = StaticFiles(packages=[("stackpulse.web", "static/common")])
     app.mount("/static/common", common, name="common-static")
     page = STATIC_DIR / "index.html"
     no_cache = {"Cache-Control": "no-cache"}

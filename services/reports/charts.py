@@ -14,11 +14,11 @@ from datetime import date, datetime, timedelta
 
 from pydantic import BaseModel
 
-from kernel.layout import Layout
-from kernel.schema import DEVICE_STATUS, ZONE_OCCUPANCY, ZONE_TYPICAL
-from kernel.store.base import Row, SeriesStore
-from kernel.store.influxql import Agg, Query, TagEq
-from stackpulse.manager.report import QUARTER, day_window
+from stackpulse.kernel.layout import Layout
+from stackpulse.kernel.schema import DEVICE_STATUS, ZONE_OCCUPANCY, ZONE_TYPICAL
+from stackpulse.kernel.store.base import Row, SeriesStore
+from stackpulse.kernel.store.influxql import Agg, Query, TagEq
+from stackpulse.services.reports.report import QUARTER, day_window
 
 STATUS_LOOKBACK = timedelta(days=30)  # a device silent longer than this counts as unheard
 

@@ -13,13 +13,13 @@ from fastapi import APIRouter, Depends, HTTPException, Path, Query
 from fastapi.responses import FileResponse, HTMLResponse, Response
 from pydantic import BaseModel
 
-from kernel.layout import Layout
-from kernel.store.base import SeriesStore, StoreError
-from kernel.topics import SITE_RE
-from stackpulse.auth_routes import ManagerOfSite
-from stackpulse.manager.charts import FloorSeries, KindHealth, read_floors, read_health
-from stackpulse.manager.render import html_document, html_fragment, to_csv
-from stackpulse.manager.report import DailyReport, local_today, read_daily
+from stackpulse.kernel.layout import Layout
+from stackpulse.kernel.store.base import SeriesStore, StoreError
+from stackpulse.kernel.topics import SITE_RE
+from stackpulse.services.reports.charts import FloorSeries, KindHealth, read_floors, read_health
+from stackpulse.services.reports.render import html_document, html_fragment, to_csv
+from stackpulse.services.reports.report import DailyReport, local_today, read_daily
+from stackpulse.web.auth import ManagerOfSite
 
 STATIC_DIR = FilePath(__file__).parent / "static"
 ASSETS = frozenset({"app.js", "style.css"})
@@ -91,7 +91,7 @@ def reports_router(
     @router.get("/sites/{site}/reports/daily", responses=RESPONSES)
     async def daily_json(layout: SiteLayout, who: ManagerOfSite, day: Day = None) -> DailyReport:
         """The day's summary: occupancy peaks per zone, seat-hours, alerts raised and time to
-        fix, items reshelved, top demand (definitions in stackpulse.manager.report)."""
+        fix, items reshelved, top demand (definitions in stackpulse.services.reports.report)."""
         return await daily(layout, day)
 
     @router.get(
