@@ -139,8 +139,11 @@ def decode_fast(
         point = shelf_point(site, device, msg, ts, corrected)
         fields = (
             f"sweep={msg.sweep}i,part={msg.part}i,parts={msg.parts}i,"
-            f'item_count={len(msg.items)}i,items="{point.fields["items"]}",{tail}'
+            f'item_count={len(msg.items)}i,items="{point.fields["items"]}",'
         )
+        if "rssi" in point.fields:
+            fields += f'rssi="{point.fields["rssi"]}",'
+        fields += tail
         payload |= {
             "sweep": msg.sweep,
             "section": msg.section,

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
 from pydantic import (
     BaseModel,
@@ -14,7 +14,6 @@ from pydantic import (
     StrictBool,
     StrictInt,
     StrictStr,
-    TypeAdapter,
     ValidationError,
     model_validator,
 )
@@ -152,38 +151,3 @@ def parse_payload(kind: Kind, channel: Channel, raw: bytes) -> DevicePayload:
         reason = "bad_json" if first in ("json_invalid", "json_type") else "invalid"
         raise PayloadError(reason, _describe(err)) from None
     return parsed
-
-
-class Event(BaseModel):
-    """What the gateway republishes for the services: one accepted device message."""
-
-    model_config = ConfigDict(frozen=True)
-
-    site: str
-    kind: Kind
-    device: str
-    channel: Channel
-    ts: Timestamp  # device time, or receive time when the device clock was off
-    received: Timestamp
-    clock_corrected: bool = False
-    payload: dict[str, Any]
-
-    def data(self) -> DevicePayload:
-        model: type[_Payload] = (
-            StatusMessage if self.channel is Channel.STATUS else DATA_MODELS[self.kind]
-        )
-        return model.model_validate(self.payload)  # type: ignore[return-value]
-
-
-_EVENT_LIST = TypeAdapter(list[Event])
-
-
-def decode_events(raw: bytes | str) -> list[Event]:
-    """The events of one message on `_events`: a batch (JSON array) or a single event.
-
-    Raises pydantic's ValidationError when the message is not made of valid events.
-    """
-    text = raw.lstrip()
-    if text[:1] in (b"[", "["):
-        return _EVENT_LIST.validate_json(raw)
-    return [Event.model_validate_json(raw)]

@@ -25,6 +25,7 @@ ZONE_TYPICAL = "zone_typical"
 ALERT_TRANSITION = "alert_transition"
 DEAD_LETTERS = "dead_letters"
 FINDING_CLOSED = "finding_closed"
+INVENTORY = "inventory"  # the inventory service's counts per site and minute
 
 _NS_PER_MS = 1_000_000
 
@@ -55,6 +56,8 @@ class SeatLike(_Data, Protocol):
 class _ReadLike(Protocol):
     @property
     def id(self) -> str: ...
+    @property
+    def rssi(self) -> float | None: ...
 
 
 class ShelfLike(_Data, Protocol):
@@ -129,20 +132,32 @@ def seat_point(
     )
 
 
+def rssi_text(items: Sequence[_ReadLike]) -> str | None:
+    """The reads' RSSI, comma-separated in item order ("" for none); None if no read has one.
+
+    Kept so that a service catching up from the store sees the same strongest reads
+    as it would have live.
+    """
+    if all(i.rssi is None for i in items):
+        return None
+    return ",".join("" if i.rssi is None else repr(float(i.rssi)) for i in items)
+
+
 def shelf_point(site: str, device: str, msg: ShelfLike, ts: datetime, corrected: bool) -> Point:
+    fields: dict[str, float | int | str | bool] = {
+        "sweep": msg.sweep,
+        "part": msg.part,
+        "parts": msg.parts,
+        "item_count": len(msg.items),
+        "items": ",".join(i.id for i in msg.items),
+    }
+    if (rssi := rssi_text(msg.items)) is not None:
+        fields["rssi"] = rssi
+    fields |= {"boot": msg.boot, "seq": msg.seq, "clock_corrected": corrected}
     return Point(
         SHELF,
         {"site": site, "device": device, "section": msg.section},
-        {
-            "sweep": msg.sweep,
-            "part": msg.part,
-            "parts": msg.parts,
-            "item_count": len(msg.items),
-            "items": ",".join(i.id for i in msg.items),
-            "boot": msg.boot,
-            "seq": msg.seq,
-            "clock_corrected": corrected,
-        },
+        fields,
         capture_ns(ts, msg.seq),
     )
 
