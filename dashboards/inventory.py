@@ -30,8 +30,8 @@ from stackpulse.dashboards.common import (
     target,
 )
 from stackpulse.kernel.schema import FINDING_CLOSED, SHELF
+from stackpulse.kernel.schema import INVENTORY as INVENTORY_MEASUREMENT
 from stackpulse.kernel.store.influxql import Agg, Query
-from stackpulse.services.inventory.service import INVENTORY_MEASUREMENT
 
 __all__ = ["INVENTORY_UID", "inventory_dashboard"]
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import base64
-import json
 from collections.abc import Mapping
 from datetime import datetime
 
@@ -17,11 +16,11 @@ from stackpulse.gateway.results import (
     correct_clock,
     index_sites,
 )
+from stackpulse.kernel.contracts.events import DeadLetter, Event
 from stackpulse.kernel.models import (
     MAX_PAYLOAD_BYTES,
     CircData,
     DevicePayload,
-    Event,
     GateData,
     PayloadError,
     SeatData,
@@ -218,20 +217,21 @@ def _best_effort_levels(root: str, topic: str) -> tuple[str | None, str | None, 
 
 def _rejected(root: str, topic: str, raw: bytes, received: datetime, r: _Reject) -> Rejected:
     site = r.site if r.site and not r.site.startswith("_") else None
-    body = {
-        "reason": r.reason,
-        "detail": r.detail,
-        "topic": topic[:512],
-        "received": format_ts(received),
-        "size": len(raw),
-    }
     kept = raw[:_DEAD_LETTER_KEEP] if len(raw) > MAX_PAYLOAD_BYTES else raw
     try:
-        body["payload"] = kept.decode("utf-8")
+        text, binary = kept.decode("utf-8"), None
     except UnicodeDecodeError:
-        body["payload_base64"] = base64.b64encode(kept).decode("ascii")
-    if len(kept) < len(raw):
-        body["truncated"] = True
+        text, binary = None, base64.b64encode(kept).decode("ascii")
+    letter = DeadLetter(
+        reason=r.reason,
+        detail=r.detail,
+        topic=topic[:512],
+        received=received,
+        size=len(raw),
+        payload=text,
+        payload_base64=binary,
+        truncated=len(kept) < len(raw),
+    )
     return Rejected(
         reason=r.reason,
         detail=r.detail,
@@ -240,5 +240,5 @@ def _rejected(root: str, topic: str, raw: bytes, received: datetime, r: _Reject)
         kind=r.kind,
         device=r.device,
         dead_letter=dead_letter_topic(root, site, r.kind, r.device),
-        body=json.dumps(body, ensure_ascii=False).encode("utf-8"),
+        body=letter.model_dump_json(exclude_none=True, exclude_defaults=False).encode(),
     )

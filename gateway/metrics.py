@@ -64,11 +64,11 @@ class GatewayMetrics:
     def registry(self) -> CollectorRegistry:
         """A Prometheus registry reading these numbers whenever it is scraped."""
         reg = CollectorRegistry(auto_describe=False)
-        reg.register(_Collector(self))
+        reg.register(GatewayCollector(self))
         return reg
 
 
-class _Collector(Collector):
+class GatewayCollector(Collector):
     def __init__(self, m: GatewayMetrics) -> None:
         self._m = m
 

@@ -6,8 +6,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from stackpulse.kernel.contracts.events import Event
 from stackpulse.kernel.layout import Layout
-from stackpulse.kernel.models import Event
 from stackpulse.kernel.store.base import Point
 from stackpulse.kernel.topics import Channel, Kind
 

@@ -14,9 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
-import hashlib
 import logging
-import os
 import tempfile
 import threading
 import time
@@ -24,7 +22,6 @@ from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import paho.mqtt.client as paho
@@ -33,16 +30,16 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from stackpulse.gateway.decode import Accepted, SiteIndex, decode
-from stackpulse.gateway.dedup import Deduplicator
 from stackpulse.gateway.metrics import GatewayMetrics
 from stackpulse.gateway.mqttio import FastClient
+from stackpulse.gateway.settings import GatewaySettings
 from stackpulse.gateway.spool import LINES, POINTS, Spool, SpoolLocked
 from stackpulse.gateway.writer import SpoolWriter
 from stackpulse.kernel.bus import BrokerAddress
 from stackpulse.kernel.clock import Clock
+from stackpulse.kernel.dedup import Deduplicator
 from stackpulse.kernel.models import format_ts
 from stackpulse.kernel.schema import dead_letter_point
-from stackpulse.kernel.settings import SettingsError
 from stackpulse.kernel.store.base import LineStore, Point, SeriesStore
 from stackpulse.kernel.topics import (
     Channel,
@@ -53,71 +50,6 @@ from stackpulse.kernel.topics import (
 )
 
 log = logging.getLogger("stackpulse.gateway")
-
-
-@dataclass(frozen=True, slots=True)
-class GatewaySettings:
-    root: str = "lib/v1"
-    client_id: str = "stackpulse-gateway"
-    batch_size: int = 5000  # points per store write (one spool segment)
-    flush_interval: float = 0.25  # a partial batch is written after this many seconds
-    spool_dir: str = ""
-    max_spool_bytes: int = 1 << 30
-    # MQTT 5 shared subscription group ($share/<group>/...): several gateways split the load.
-    share_group: str = ""
-    # Data events go out in batches: after `batch_window` seconds or `batch_max` messages,
-    # whichever comes first. Device messages are acknowledged only when their batch is
-    # spooled and published, so batch_max must stay below the broker's in-flight window
-    # for us (Mosquitto's max_inflight_messages, 20 by default).
-    batch_window: float = 0.005
-    batch_max: int = 16
-    max_queued_publishes: int = 100_000
-    # While the spool is full the batch is held in memory and nothing is acknowledged, so
-    # the broker stops sending at its in-flight window; QoS 0 messages are not bounded by
-    # that window: past this many held points the reader waits for room instead.
-    held_max: int = 10_000
-    keepalive: int = 30
-    metrics_port: int = 0
-
-    @classmethod
-    def from_env(cls, root: str, env: Mapping[str, str] = os.environ) -> GatewaySettings:
-        """The gateway's STACKPULSE_GATEWAY_* variables (README); a bad one raises
-        SettingsError naming it."""
-
-        def number(var: str, default: int, low: int, high: int) -> int:
-            text = env.get(var, "").strip()
-            if not text:
-                return default
-            if not text.isdigit() or not low <= int(text) <= high:
-                raise SettingsError(None, f"{var}: {text!r} is not a whole number {low}..{high}")
-            return int(text)
-
-        def ms(var: str, default: float) -> float:
-            return number(var, round(default * 1000), 1, 60_000) / 1000
-
-        d = cls()
-        return cls(
-            root=root,
-            client_id=env.get("STACKPULSE_GATEWAY_CLIENT_ID", "").strip() or d.client_id,
-            spool_dir=env.get("STACKPULSE_GATEWAY_SPOOL", "").strip(),
-            max_spool_bytes=number(
-                "STACKPULSE_GATEWAY_SPOOL_MAX_BYTES", d.max_spool_bytes, 1 << 20, 1 << 50
-            ),
-            share_group=env.get("STACKPULSE_GATEWAY_SHARE", "").strip(),
-            metrics_port=number("STACKPULSE_GATEWAY_METRICS_PORT", 0, 0, 65535),
-            flush_interval=ms("STACKPULSE_GATEWAY_FLUSH_MS", d.flush_interval),
-            batch_window=ms("STACKPULSE_GATEWAY_EVENT_BATCH_MS", d.batch_window),
-            batch_max=number("STACKPULSE_GATEWAY_EVENT_BATCH_MAX", d.batch_max, 1, 10_000),
-        )
-
-    def spool_path(self, store: object = None) -> str:
-        """The spool directory: as set, or one per client id and store in the temp dir."""
-        if self.spool_dir:
-            return self.spool_dir
-        safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in self.client_id)
-        # Points spooled for one store must never be replayed into another.
-        which = hashlib.sha256(repr(store).encode()).hexdigest()[:12]
-        return str(Path(tempfile.gettempdir()) / f"stackpulse-spool-{safe}-{which}")
 
 
 class _LogLimiter:
@@ -286,7 +218,6 @@ class Gateway:
                 self._connection += 1
             mqtt.subscribe([(t, 1) for t in subs])
             self._up = True
-            loop.call_soon_threadsafe(self.connected.set)
             log.info("gateway connected as %s", s.client_id)
 
         def on_disconnect(_c: paho.Client, _u: object, _f: object, rc: Any, _p: object) -> None:
@@ -323,7 +254,13 @@ class Gateway:
                     return
             _ack(mqtt, device_mids)
 
+        def on_subscribe(_c: paho.Client, _u: object, _mid: int, _rc: Any, _p: object) -> None:
+            # Connected means subscribed: from the SUBACK on, the broker routes every
+            # device message to us (or keeps it for our session).
+            loop.call_soon_threadsafe(self.connected.set)
+
         mqtt.on_connect = on_connect
+        mqtt.on_subscribe = on_subscribe
         mqtt.on_publish = on_publish
         mqtt.on_disconnect = on_disconnect
         mqtt.on_message = on_message

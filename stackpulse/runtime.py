@@ -1,7 +1,10 @@
-"""Builds real adapters from settings and runs the chosen components together.
+"""Builds real adapters from settings and starts the chosen components (composition root).
 
 What a component needs is imported when it starts: a gateway process does not load the
 web framework, the state database or the password hasher (tens of MB, a second of start).
+Each component is wired by its own `entry.start(ctx, tg)`; this module only decides the
+order: in one process the services' broker sessions exist before the gateway publishes,
+and the API answers once they are started.
 """
 
 from __future__ import annotations
@@ -10,74 +13,46 @@ import asyncio
 import contextlib
 import ipaddress
 import logging
-import os
-from collections.abc import Awaitable, Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import aiomqtt
 import uvicorn
 
-from stackpulse.gateway.decode import index_sites
-from stackpulse.gateway.service import Gateway, GatewaySettings
-from stackpulse.kernel.aio import Backoff, raise_if_cancelling
 from stackpulse.kernel.bus import BrokerAddress, BrokerUrlError, client, parse_broker_url
 from stackpulse.kernel.catalog import Catalog, CatalogError, load_catalog
-from stackpulse.kernel.clock import Clock, parse_clock
+from stackpulse.kernel.clock import parse_clock
+from stackpulse.kernel.context import Context
 from stackpulse.kernel.layout import Layout, LayoutError, load_layout
-from stackpulse.kernel.settings import Settings, SettingsError
+from stackpulse.kernel.settings import ComponentSettings, Settings, SettingsError
 from stackpulse.kernel.store.base import SeriesStore, StoreError, StoreRejected
 from stackpulse.kernel.store.factory import open_store
 from stackpulse.kernel.store.influx import InfluxStore
 
 if TYPE_CHECKING:
-    from fastapi import APIRouter
-
     from stackpulse.kernel.statedb import StateDB
-    from stackpulse.services.alerts.service import AlertService, AlertServiceSettings
-    from stackpulse.services.alerts.settings import AlertSettings
-    from stackpulse.services.inventory.service import InventoryService, InventoryServiceSettings
-    from stackpulse.services.inventory.view import InventoryView
-    from stackpulse.services.occupancy.service import OccupancyService, OccupancySettings
-    from stackpulse.services.occupancy.view import OccupancyView
     from stackpulse.web.auth import AuthService
     from stackpulse.web.ratelimit import RateLimit
 
 log = logging.getLogger("stackpulse")
 
-COMPONENTS = ("gateway", "occupancy", "inventory", "alerts", "api")
-NEEDS_DB = ("api", "inventory", "alerts")
+COMPONENTS = ("gateway", "occupancy", "inventory", "alerts", "reports", "api")
+SERVICES = ("occupancy", "inventory", "alerts", "reports")
+NEEDS_DB = ("api", "occupancy", "inventory", "alerts", "reports")
+SESSION_WAIT = 60.0  # seconds the gateway waits for the services' sessions in one process
 
 
 @dataclass
-class Runtime:
-    """Everything a set of components needs, checked before anything starts."""
+class Runtime(Context):
+    """The kernel's Context, plus what only the composition root holds: logins."""
 
-    settings: Settings
-    layouts: list[Layout]
-    layout_files: list[Path]
-    broker: BrokerAddress
-    clock: Clock
-    store: SeriesStore | None = None
-    db: StateDB | None = None  # the state database, for the components in NEEDS_DB
-    auth: AuthService | None = None  # logins and tokens, for the api
-    rate_limit: RateLimit | None = None  # set with `auth`
-    gateway: Gateway | None = None
-    occupancy: OccupancyService | None = None
-    view: OccupancyView | None = None
-    inventory: InventoryService | None = None
-    inventory_view: InventoryView | None = None
-    inventory_settings: InventoryServiceSettings | None = None  # None: defaults, --root
-    alerts: AlertService | None = None
-    alert_settings: AlertSettings | None = None  # the rules' thresholds (api and alerts)
-    alerts_service_settings: AlertServiceSettings | None = None  # None: from the environment
+    auth: AuthService | None = None
+    rate_limit: RateLimit | None = None
     started: asyncio.Event = field(default_factory=asyncio.Event)
-    occupancy_settings: OccupancySettings | None = None  # None: the defaults
-    gateway_settings: GatewaySettings = field(default_factory=GatewaySettings)
-    catalogs: dict[str, Catalog] = field(default_factory=dict)  # loaded by prepare, by site
 
 
 def load_layouts(
@@ -120,17 +95,51 @@ def check_catalog(layout: Layout) -> Catalog | None:
     return catalog
 
 
+def component_settings(
+    settings: Settings, components: Sequence[str]
+) -> dict[type[ComponentSettings], ComponentSettings]:
+    """Every setting class the components read, from STACKPULSE_* (SettingsError names one)."""
+    kinds: list[type[ComponentSettings]] = []
+    root: dict[type[ComponentSettings], dict[str, Any]] = {}
+    if not components or "gateway" in components:
+        from stackpulse.gateway.settings import GatewaySettings
+
+        kinds.append(GatewaySettings)
+        root[GatewaySettings] = {"root": settings.root}
+    if not components or "occupancy" in components:
+        from stackpulse.services.occupancy.settings import OccupancySettings
+
+        kinds.append(OccupancySettings)
+    if not components or "inventory" in components:
+        from stackpulse.services.inventory.settings import InventoryServiceSettings
+
+        kinds.append(InventoryServiceSettings)
+    if not components or any(c in components for c in ("alerts", "api")):
+        from stackpulse.services.alerts.settings import AlertServiceSettings, AlertSettings
+
+        kinds += [AlertSettings, AlertServiceSettings]
+    if not components or any(c in components for c in ("reports",)):
+        from stackpulse.services.reports.settings import ReportsSettings
+
+        kinds.append(ReportsSettings)
+    if not components or "api" in components:
+        from stackpulse.web.settings import ApiSettings
+
+        kinds.append(ApiSettings)
+    return {kind: kind.from_env(**root.get(kind, {})) for kind in kinds}
+
+
 def prepare(settings: Settings, components: Sequence[str] = ()) -> Runtime:
     """Check what can be checked without the network; raise SettingsError naming the setting.
 
     For `components` that need them it also opens the state database and the logins.
+    An empty `components` checks everything (and opens nothing).
     """
-    # Only the inventory reads a catalog (1,000,000 items: seconds and hundreds of MB):
-    # others do not load it. An empty `components` checks everything.
+    # Only the inventory reads a catalog (1,000,000 items: seconds and hundreds of MB).
     catalogs: dict[str, Catalog] | None = None
     if not components or "inventory" in components:
         catalogs = {}
-    layouts, files = load_layouts(settings, catalogs=catalogs)
+    layouts, _files = load_layouts(settings, catalogs=catalogs)
     try:
         broker = parse_broker_url(settings.broker)
     except BrokerUrlError as err:
@@ -140,56 +149,24 @@ def prepare(settings: Settings, components: Sequence[str] = ()) -> Runtime:
     except ValueError as err:
         raise SettingsError("--clock", str(err)) from None
     settings.http_bind()
-    from stackpulse.services.occupancy.service import OccupancySettings
-
-    try:
-        occupancy = OccupancySettings.from_env(os.environ, root=settings.root)
-    except ValueError as err:
-        raise SettingsError(None, str(err)) from None
-    gateway = GatewaySettings.from_env(settings.root)
-    rt = Runtime(
-        settings,
-        layouts,
-        files,
-        broker,
-        clock,
-        occupancy_settings=occupancy,
-        gateway_settings=gateway,
-        catalogs=catalogs or {},
-    )
-    if any(c in ("alerts", "api") for c in components):
-        rt.alert_settings, rt.alerts_service_settings = alert_settings_for(settings)
-    open_state(rt, components)
-    return rt
+    settings.ops_bind()
+    ctx = Runtime(settings, layouts, broker, clock, catalogs=catalogs or {})
+    ctx.components.update(component_settings(settings, components))
+    open_state(ctx, components)
+    return ctx
 
 
-def alert_settings_for(settings: Settings) -> tuple[AlertSettings, AlertServiceSettings]:
-    """The rules' thresholds and the notification targets, from STACKPULSE_ALERT_*."""
-    from stackpulse.services.alerts.notify import NotifySettings
-    from stackpulse.services.alerts.service import DEFAULT_CLIENT_ID as DEFAULT_ALERTS_CLIENT_ID
-    from stackpulse.services.alerts.service import AlertServiceSettings
-    from stackpulse.services.alerts.settings import AlertSettings
-
-    try:
-        rules = AlertSettings.from_env(os.environ)
-        notify = NotifySettings.from_env(os.environ)
-    except ValueError as err:  # AlertSettingsError is one; the message names the variable
-        raise SettingsError(None, str(err)) from None
-    client_id = os.environ.get("STACKPULSE_ALERTS_CLIENT_ID") or DEFAULT_ALERTS_CLIENT_ID
-    return rules, AlertServiceSettings(root=settings.root, client_id=client_id, notify=notify)
-
-
-def open_state(rt: Runtime, components: Sequence[str]) -> None:
+def open_state(ctx: Runtime, components: Sequence[str]) -> None:
     """Open what `components` need of the state database and logins, unless already open."""
-    if rt.db is None and any(c in NEEDS_DB for c in components):
-        rt.db = open_checked_db(rt.settings.db)
-    if "api" in components and rt.auth is None:
-        assert rt.db is not None
+    if ctx.db is None and any(c in NEEDS_DB for c in components):
+        ctx.db = open_checked_db(ctx.settings.db)
+    if "api" in components and ctx.auth is None:
+        assert ctx.db is not None
         try:
-            rt.auth, rt.rate_limit = auth_for(rt.settings, rt.db)
+            ctx.auth, ctx.rate_limit = auth_for(ctx.settings, ctx.db)
         except SettingsError:
-            rt.db.close()
-            rt.db = None
+            ctx.db.close()
+            ctx.db = None
             raise
 
 
@@ -267,137 +244,91 @@ async def _ensure_database(store: InfluxStore) -> None:
         log.warning("could not create the database (%s); assuming it exists", err)
 
 
-async def run_components(rt: Runtime, components: Sequence[str]) -> None:
+async def run_components(ctx: Runtime, components: Sequence[str]) -> None:
     """Check the broker and the store, then run the named components until cancelled."""
-    open_state(rt, components)
+    open_state(ctx, components)
     try:
-        await _run_checked(rt, components)
+        await check_broker(ctx.broker)
+        async with AsyncExitStack() as stack:
+            ctx.store = await open_checked_store(ctx.settings.store)
+            stack.push_async_callback(ctx.store.close)
+            async with asyncio.TaskGroup() as tg:
+                await _start(ctx, components, tg)
+                ctx.started.set()
     finally:
-        if rt.db is not None:
-            rt.db.close()
+        if ctx.db is not None:
+            ctx.db.close()
 
 
-async def _run_checked(rt: Runtime, components: Sequence[str]) -> None:
-    await check_broker(rt.broker)
-    async with AsyncExitStack() as stack:
-        # The api reads the store for the managers' reports.
-        if any(c in components for c in ("gateway", "occupancy", "inventory", "alerts", "api")):
-            rt.store = await open_checked_store(rt.settings.store)
-            stack.push_async_callback(rt.store.close)
-        async with asyncio.TaskGroup() as tg:
-            _start(rt, components, tg)
-            rt.started.set()
-
-
-def _start(rt: Runtime, components: Sequence[str], tg: asyncio.TaskGroup) -> None:
-    starters = {
-        "gateway": _start_gateway,
-        "occupancy": _start_occupancy,
-        "inventory": _start_inventory,
-        "alerts": _start_alerts,
-        "api": _start_api,
-    }
-    for name in COMPONENTS:
+async def _start(ctx: Runtime, components: Sequence[str], tg: asyncio.TaskGroup) -> None:
+    runners = []
+    for name in SERVICES:
         if name in components:
-            starters[name](rt, tg)
+            entry = _entry(name)
+            runners.append(await entry.start(ctx, tg))
+    if "gateway" in components:
+        # The services' persistent sessions first: from then on the broker keeps for them
+        # every event the gateway publishes (and what it publishes earlier, they read
+        # back from the store).
+        waits = [r.subscribed.wait() for r in runners if hasattr(r, "subscribed")]
+        if waits:
+            try:
+                async with asyncio.timeout(SESSION_WAIT):
+                    await asyncio.gather(*waits)
+            except TimeoutError:
+                log.warning(
+                    "the services had no broker session within %.0f s; starting the gateway "
+                    "anyway (they will catch up from the store)",
+                    SESSION_WAIT,
+                )
+        from stackpulse.gateway import entry as gateway_entry
+
+        gateway = await gateway_entry.start(ctx, tg)
+        if "api" in components:
+            # Devices told "the system is up" by the API are heard from their first message.
+            try:
+                async with asyncio.timeout(SESSION_WAIT):
+                    await gateway.connected.wait()
+            except TimeoutError:
+                log.warning("the gateway has no broker session yet; starting the API anyway")
+    if "api" in components:
+        tg.create_task(_serve_api(ctx, tg), name="api-http")
+    elif ctx.settings.ops:
+        tg.create_task(_serve_ops(ctx), name="ops-http")
 
 
-def _start_gateway(rt: Runtime, tg: asyncio.TaskGroup) -> None:
-    assert rt.store is not None
-    rt.gateway = Gateway(index_sites(rt.layouts), rt.store, rt.clock, rt.gateway_settings)
-    tg.create_task(rt.gateway.run(rt.broker), name="gateway")
+def _entry(name: str) -> Any:
+    import importlib
+
+    return importlib.import_module(f"stackpulse.services.{name}.entry")
 
 
-def _start_occupancy(rt: Runtime, tg: asyncio.TaskGroup) -> None:
-    from stackpulse.services.occupancy.service import OccupancyService
-
-    assert rt.store is not None
-    rt.occupancy = OccupancyService(rt.layouts, rt.store, rt.clock, rt.occupancy_settings)
-    tg.create_task(rt.occupancy.run(rt.broker), name="occupancy")
-
-
-def _start_inventory(rt: Runtime, tg: asyncio.TaskGroup) -> None:
-    from stackpulse.services.inventory.service import (
-        InventoryService,
-        InventoryServiceSettings,
-        load_site_catalog,
-    )
-
-    assert rt.store is not None
-    catalogs = {lay.site: rt.catalogs.get(lay.site) or load_site_catalog(lay) for lay in rt.layouts}
-    root = rt.settings.root
-    cfg = rt.inventory_settings or InventoryServiceSettings.from_env(os.environ, root=root)
-    rt.inventory = InventoryService(rt.layouts, catalogs, rt.store, rt.clock, rt.db, cfg)
-    tg.create_task(rt.inventory.run(rt.broker), name="inventory")
-
-
-def _start_alerts(rt: Runtime, tg: asyncio.TaskGroup) -> None:
-    from stackpulse.services.alerts.service import AlertService, AlertServiceSettings
-
-    assert rt.db is not None
-    cfg = rt.alerts_service_settings or AlertServiceSettings(root=rt.settings.root)
-    rt.alerts = AlertService(rt.layouts, rt.clock, rt.db, cfg, rt.alert_settings, series=rt.store)
-    tg.create_task(rt.alerts.run(rt.broker), name="alerts")
-
-
-def _start_api(rt: Runtime, tg: asyncio.TaskGroup) -> None:
-    from stackpulse.services.inventory.view import InventoryView
-    from stackpulse.services.inventory.view import run_view as follow_inventory
-    from stackpulse.services.occupancy.view import OccupancyView
-    from stackpulse.services.occupancy.view import run_view as follow_occupancy
+async def _serve_api(ctx: Runtime, tg: asyncio.TaskGroup) -> None:
     from stackpulse.web.app import build_app
+    from stackpulse.web.settings import ApiSettings
 
-    root = rt.settings.root
-    rt.view = occupancy = OccupancyView(root)
-    rt.inventory_view = inventory = InventoryView(root)
-    tg.create_task(
-        _follow("api view", lambda m: follow_occupancy(occupancy, m, root), rt.broker),
-        name="api-view",
-    )
-    tg.create_task(
-        _follow("api inventory view", lambda m: follow_inventory(inventory, m, root), rt.broker),
-        name="api-inventory-view",
-    )
+    parts = [_entry(name).web(ctx, tg) for name in SERVICES]
     app = build_app(
-        occupancy,
-        rt.layouts,
-        routers=_alert_routers(rt),
-        inventory=inventory,
-        auth=rt.auth,
-        rate_limit=rt.rate_limit,
-        store=rt.store,
-        clock=rt.clock.now,
+        ctx.layouts,
+        parts,
+        settings=ctx.component(ApiSettings),
+        auth=ctx.auth,
+        rate_limit=ctx.rate_limit,
+        store=ctx.store,
+        clock=ctx.clock.now,
+        health=ctx.health,
     )
-    tg.create_task(_serve_http(rt, app), name="api-http")
+    ctx.services["app"] = app
+    host, port = ctx.settings.http_bind()
+    await _serve(app, host, port, "--http")
 
 
-def _alert_routers(rt: Runtime) -> list[APIRouter]:
-    """The alert routes (over the state database the alerts service shares) and console."""
-    from stackpulse.services.alerts.lifecycle import AlertBook
-    from stackpulse.services.alerts.routes import alerts_router, console_router
-    from stackpulse.services.alerts.settings import AlertSettings
-    from stackpulse.services.alerts.store import AlertStore
+async def _serve_ops(ctx: Context) -> None:
+    from stackpulse.web.ops import ops_app
 
-    if rt.db is None:
-        return []
-    book = AlertBook(AlertStore(rt.db), rt.alert_settings or AlertSettings())
-    return [alerts_router(book, rt.layouts, clock=rt.clock.now), console_router(rt.layouts)]
-
-
-async def _follow(
-    what: str, follow: Callable[[aiomqtt.Client], Awaitable[None]], broker: BrokerAddress
-) -> None:
-    """Run `follow` on a connection to the broker, again after each loss, with backoff."""
-    backoff = Backoff()
-    while True:
-        raise_if_cancelling()
-        try:
-            async with client(broker) as mqtt:
-                backoff.reset()
-                await follow(mqtt)
-        except aiomqtt.MqttError as err:
-            log.warning("%s lost the broker: %s; reconnecting", what, err)
-            await asyncio.sleep(backoff.next())
+    bind = ctx.settings.ops_bind()
+    assert bind is not None
+    await _serve(ops_app(ctx.health), bind[0], bind[1], "--ops")
 
 
 class _Server(uvicorn.Server):
@@ -408,11 +339,10 @@ class _Server(uvicorn.Server):
         yield
 
 
-async def _serve_http(rt: Runtime, app: object) -> None:
-    host, port = rt.settings.http_bind()
+async def _serve(app: object, host: str, port: int, option: str) -> None:
     config = uvicorn.Config(app, host=host, port=port, log_level="warning", lifespan="off")  # type: ignore[arg-type]
     server = _Server(config)
     try:
         await server.serve()
     except SystemExit:
-        raise SettingsError("--http", f"cannot listen on {host}:{port} (in use?)") from None
+        raise SettingsError(option, f"cannot listen on {host}:{port} (in use?)") from None

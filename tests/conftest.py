@@ -28,3 +28,15 @@ __all__ = [
     "postgres",
     "postgres_url",
 ]
+
+
+import pytest  # noqa: E402
+
+
+@pytest.fixture(autouse=True)
+def _own_data_home(
+    tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each test its own default state database (XDG_DATA_HOME): nothing one test
+    checkpoints there reaches another, and nothing reaches the user's own."""
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path_factory.mktemp("data-home")))

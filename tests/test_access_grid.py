@@ -32,12 +32,11 @@ from stackpulse.kernel.store.base import SeriesStore
 from stackpulse.runtime import auth_for
 from stackpulse.services.alerts.lifecycle import AlertBook
 from stackpulse.services.alerts.model import Observation, Severity
-from stackpulse.services.alerts.routes import alerts_router, console_router
 from stackpulse.services.alerts.settings import AlertSettings
 from stackpulse.services.alerts.store import AlertStore
 from stackpulse.services.occupancy.view import OccupancyView
-from stackpulse.web.app import build_app
 from stackpulse.web.auth import AuthService
+from tests.support.app import app_for
 from tests.support.browser import serve_app
 from tests.test_api import LAYOUTS, ROOT, initial_state
 from tests.test_inventory_api import fed_view
@@ -173,10 +172,10 @@ def build(db: StateDB, store: SeriesStore | None) -> tuple[FastAPI, AuthService,
     settings = Settings(secret=SecretStr(SECRET), rate_limit=100_000.0, rate_burst=100_000)
     auth, limit = auth_for(settings, db)
     book = AlertBook(AlertStore(db), AlertSettings())
-    app = build_app(
-        _occupancy(),
+    app = app_for(
         LAYOUTS,
-        routers=[alerts_router(book, LAYOUTS), console_router(LAYOUTS)],
+        _occupancy(),
+        alerts=book,
         inventory=fed_view(),
         auth=auth,
         rate_limit=limit,

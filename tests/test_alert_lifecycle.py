@@ -28,8 +28,8 @@ from stackpulse.services.alerts.lifecycle import (
     InvalidTransition,
     raise_severity,
 )
+from stackpulse.services.alerts.logic import RuleEngine
 from stackpulse.services.alerts.model import AlertState, DeviceSeen, Observation, Severity
-from stackpulse.services.alerts.rules import RuleEngine
 from stackpulse.services.alerts.settings import AlertSettings
 from stackpulse.services.alerts.store import AlertStore
 from tests.test_alert_rules import LAYOUT

@@ -10,6 +10,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from stackpulse.kernel.layout import Layout
+from stackpulse.services.alerts.logic import RULES, RULES_BY_ID, RuleEngine
 from stackpulse.services.alerts.model import (
     DeviceSeen,
     DriftSeen,
@@ -19,7 +20,6 @@ from stackpulse.services.alerts.model import (
     Severity,
     ZoneSeen,
 )
-from stackpulse.services.alerts.rules import RULES, RULES_BY_ID, RuleEngine
 from stackpulse.services.alerts.settings import AlertSettings, AlertSettingsError
 
 T0 = datetime(2026, 11, 24, 10, 0, tzinfo=UTC)
@@ -58,7 +58,7 @@ MISPLACED = {
 
 
 def engine(**changes: object) -> RuleEngine:
-    return RuleEngine([LAYOUT], dataclasses.replace(AlertSettings(), **changes))  # type: ignore[arg-type]
+    return RuleEngine([LAYOUT], AlertSettings.model_validate(changes))
 
 
 def only(observations: list[Observation], rule: str) -> list[Observation]:
@@ -88,7 +88,7 @@ def test_the_table_holds_every_rule_of_the_issue_once_with_its_thresholds() -> N
         "item_missing",
         "item_awaiting_reshelving",
     }
-    names = {f.name for f in dataclasses.fields(AlertSettings)}
+    names = {*AlertSettings.model_fields, "heartbeat"}
     for rule in RULES:
         assert rule.title and rule.condition and rule.clear and rule.source
         assert set(rule.thresholds) <= names, rule.id

@@ -15,6 +15,7 @@ import pytest
 
 from stackpulse.kernel.statedb import StateDB
 from stackpulse.services.alerts.lifecycle import ALLOWED, AlertBook, InvalidTransition
+from stackpulse.services.alerts.logic import RuleEngine
 from stackpulse.services.alerts.model import (
     AlertState,
     DeviceSeen,
@@ -22,7 +23,6 @@ from stackpulse.services.alerts.model import (
     Severity,
     Transition,
 )
-from stackpulse.services.alerts.rules import RuleEngine
 from stackpulse.services.alerts.settings import AlertSettings
 from stackpulse.services.alerts.store import AlertStore
 from tests.support.layouts import ONE_OF_EACH

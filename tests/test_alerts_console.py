@@ -19,14 +19,13 @@ from stackpulse.kernel.bus import client as mqtt_client
 from stackpulse.kernel.statedb import StateDB
 from stackpulse.services.alerts.lifecycle import AlertBook
 from stackpulse.services.alerts.model import Observation, Severity
-from stackpulse.services.alerts.routes import alerts_router, console_router
 from stackpulse.services.alerts.settings import AlertSettings
 from stackpulse.services.alerts.store import AlertStore
-from stackpulse.services.inventory.service import list_topic
+from stackpulse.services.inventory.site import list_topic
 from stackpulse.services.inventory.view import InventoryView, run_view
 from stackpulse.services.occupancy.view import OccupancyView
-from stackpulse.web.app import build_app
 from stackpulse.web.auth import AuthService
+from tests.support.app import app_for
 from tests.support.browser import ARTIFACTS, phone_page, serve_app
 from tests.support.procs import MosquittoProc
 from tests.support.waiting import wait_until
@@ -79,8 +78,7 @@ async def api() -> AsyncIterator[Api]:
     db = StateDB.open("sqlite://")
     book = AlertBook(AlertStore(db), AlertSettings())
     auth = users()
-    routers = [alerts_router(book, [LAYOUT], poll_seconds=0.05), console_router([LAYOUT])]
-    app = build_app(OccupancyView("t"), [LAYOUT], routers=routers, auth=auth)
+    app = app_for([LAYOUT], OccupancyView("t"), alerts=book, auth=auth, poll_seconds=0.05)
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://test") as http:
         yield Api(http, book, auth)
@@ -176,12 +174,7 @@ async def test_the_stream_sends_a_snapshot_then_each_transition() -> None:
     db = StateDB.open("sqlite://")
     book = AlertBook(AlertStore(db), AlertSettings())
     auth = users()
-    app = build_app(
-        OccupancyView("t"),
-        [LAYOUT],
-        routers=[alerts_router(book, [LAYOUT], poll_seconds=0.05)],
-        auth=auth,
-    )
+    app = app_for([LAYOUT], OccupancyView("t"), alerts=book, auth=auth, poll_seconds=0.05)
     [opened] = await asyncio.to_thread(book.apply, observation(SEAT))
     headers = {"Authorization": f"Bearer {token_for(auth, 'ana', 'staff', ['main'])}"}
     events: list[tuple[str, dict[str, Any]]] = []
@@ -242,10 +235,11 @@ async def test_staff_see_an_alert_arrive_live_ack_it_and_see_who_did(
     book = AlertBook(AlertStore(api_db), AlertSettings())
     view = InventoryView(stack.root)
     auth = staff_auth(("ana", "staff", ["main"]))
-    app = build_app(
-        OccupancyView(stack.root),
+    app = app_for(
         [LAYOUT],
-        routers=[alerts_router(book, [LAYOUT], poll_seconds=0.2), console_router([LAYOUT])],
+        OccupancyView(stack.root),
+        alerts=book,
+        poll_seconds=0.2,
         inventory=view,
         auth=auth,
         ping_seconds=5,

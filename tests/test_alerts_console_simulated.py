@@ -14,13 +14,12 @@ from stackpulse.kernel.bus import BrokerAddress
 from stackpulse.kernel.clock import SystemClock
 from stackpulse.kernel.statedb import StateDB
 from stackpulse.services.alerts.lifecycle import AlertBook
-from stackpulse.services.alerts.routes import alerts_router, console_router
 from stackpulse.services.alerts.settings import AlertSettings
 from stackpulse.services.alerts.store import AlertStore
 from stackpulse.services.occupancy.view import OccupancyView
 from stackpulse.simulators import Simulation
 from stackpulse.simulators.config import SimConfig
-from stackpulse.web.app import build_app
+from tests.support.app import app_for
 from tests.support.browser import ARTIFACTS, phone_page, serve_app
 from tests.support.waiting import wait_until
 from tests.test_alerts_service import LAYOUT, SEAT, Stack, stack
@@ -74,10 +73,11 @@ async def test_staff_ack_an_alert_the_simulator_raised(phone_page: Page, stack: 
     api_db = StateDB.open(stack.db_url)  # the API's own connection to the shared database
     try:
         book = AlertBook(AlertStore(api_db), AlertSettings())
-        app = build_app(
-            OccupancyView(stack.root),
+        app = app_for(
             [LAYOUT],
-            routers=[alerts_router(book, [LAYOUT], poll_seconds=0.2), console_router([LAYOUT])],
+            OccupancyView(stack.root),
+            alerts=book,
+            poll_seconds=0.2,
             auth=staff_auth(("ana", "staff", ["main"])),
             ping_seconds=5,
         )

@@ -23,23 +23,31 @@ from stackpulse.gateway.service import Gateway, GatewaySettings
 from stackpulse.kernel.bus import BrokerAddress, parse_broker_url
 from stackpulse.kernel.bus import client as mqtt_client
 from stackpulse.kernel.clock import SystemClock
+from stackpulse.kernel.contracts.events import decode_events
+from stackpulse.kernel.contracts.occupancy import DRIFT
 from stackpulse.kernel.models import format_ts
+from stackpulse.kernel.runner import ServiceRunner
 from stackpulse.kernel.statedb import StateDB
 from stackpulse.kernel.store import open_store
 from stackpulse.kernel.store.base import SeriesStore
 from stackpulse.kernel.topics import Kind, device_topic
-from stackpulse.services.alerts.model import DeviceSeen, DriftSeen, FindingSeen, SeatSeen, ZoneSeen
-from stackpulse.services.alerts.notify import alert_topic, alerts_subscription, transitions_topic
-from stackpulse.services.alerts.service import (
-    CHECKPOINT_NAME,
-    AlertService,
-    AlertServiceSettings,
-    read_inputs,
+from stackpulse.services.alerts.entry import notify_settings
+from stackpulse.services.alerts.model import (
+    DeviceSeen,
+    DriftSeen,
+    FindingSeen,
+    Input,
+    SeatSeen,
+    ZoneSeen,
 )
+from stackpulse.services.alerts.notify import alert_topic, alerts_subscription, transitions_topic
+from stackpulse.services.alerts.service import AlertService
+from stackpulse.services.alerts.settings import AlertServiceSettings, AlertSettings
+from stackpulse.services.alerts.site import device_inputs, state_inputs
 from stackpulse.services.inventory.model import Change, Finding
-from stackpulse.services.inventory.service import change_body, change_topic
+from stackpulse.services.inventory.site import change_body, change_topic
 from stackpulse.services.occupancy.logic import SeatTiming
-from stackpulse.services.occupancy.service import SiteOccupancy, drift_topic
+from stackpulse.services.occupancy.site import SiteOccupancy
 from stackpulse.simulators.synth import synthetic_layout
 from tests.support.events import data_event
 from tests.support.procs import MosquittoProc
@@ -54,6 +62,13 @@ LAYOUT = synthetic_layout(
 SEAT, OTHER_SEAT = "seat-11000", "seat-11001"
 
 
+def read_inputs(root: str, topic: str, raw: bytes, now: datetime) -> list[Input]:
+    """What the service makes of one message: events, or another service's state."""
+    if "/_events/" in topic:
+        return device_inputs(decode_events(raw))
+    return state_inputs(root, topic, raw, now)[1]
+
+
 # -- the bus, read as the rules' inputs (pure) -------------------------------------------
 
 
@@ -64,18 +79,19 @@ def test_occupancy_state_and_drift_become_rule_inputs() -> None:
     payload = {"ts": format_ts(opening), "boot": 1, "seq": 1, "in": 12, "out": 0}
     out = site.apply(data_event(Kind.GATE, "gate-door-1", payload, opening), opening)
     site.tick(opening)
-    [(topic, raw)] = [m for m in out if m[0].endswith("/zone/lobby")]
+    [(topic, raw)] = [(m.topic, m.payload) for m in out if m.topic.endswith("/zone/lobby")]
     [zone] = read_inputs(root, topic, raw, opening)
     assert zone == ZoneSeen("main", "lobby", 12, 60, opening)
 
     closed = site.tick(opening + timedelta(hours=14))  # past 22:30 local: closing reset
-    drifts = [(t, r) for t, r in closed if t == drift_topic(root, "main", "lobby")]
+    drifts = [(m.topic, m.payload) for m in closed if m.topic == DRIFT.topic(root, "main", "lobby")]
     assert len(drifts) == 1
     [drift] = read_inputs(root, *drifts[0], opening)
     assert isinstance(drift, DriftSeen) and (drift.zone, drift.drift) == ("lobby", 12)
     assert drift.at == datetime(2026, 11, 24, 14, 30, tzinfo=UTC)
 
-    seat_topic, seat_raw = site.snapshot(opening)[0]
+    first = site.snapshot(opening)[0]
+    seat_topic, seat_raw = first.topic, first.payload
     [seat] = read_inputs(root, seat_topic, seat_raw, opening)
     assert isinstance(seat, SeatSeen) and seat.state == "unknown"
 
@@ -94,12 +110,12 @@ def test_device_events_and_inventory_changes_become_rule_inputs() -> None:
         DeviceSeen("main", "seat", SEAT, at, None, 0.07)
     ]
     change = Change(Finding.MISSING, "1001", "opened", at)
-    body = json.dumps(change_body("main", change)).encode()
+    body = change_body("main", change).dump()
     [finding] = read_inputs(root, change_topic(root, "main", "missing"), body, at)
     assert isinstance(finding, FindingSeen)
     assert finding == FindingSeen("main", "missing", "1001", "opened", at, finding.detail)
     assert read_inputs(root, f"{root}/main/_state/occupancy/zone/lobby", b"", at) == []
-    with pytest.raises(ValueError, match="occupancy"):
+    with pytest.raises(ValueError, match="Zone"):
         read_inputs(root, f"{root}/main/_state/occupancy/zone/x", b'{"id":"x"}', at)
 
 
@@ -178,16 +194,33 @@ class Stack:
     async def start_service(self) -> AlertService:
         self.db = StateDB.open(self.db_url)
         settings = AlertServiceSettings(
-            root=self.root,
             client_id=self.client_id,
-            tick_seconds=0.1,
-            checkpoint_every=0.2,
-            notify=fast(self.receiver.url),
-            record_every=0.2,
+            tick=timedelta(seconds=0.1),
+            checkpoint_every=timedelta(seconds=0.2),
+            record_every=timedelta(seconds=0.2),
+            catchup_settle=timedelta(seconds=0.1),
         )
-        self.service = AlertService([LAYOUT], SystemClock(), self.db, settings, series=self.series)
-        self._task = asyncio.create_task(self.service.run(self.broker), name="test-alerts")
-        await wait_until(self.service.ready.is_set)
+        self.service = AlertService(
+            [LAYOUT],
+            SystemClock(),
+            self.db,
+            settings,
+            AlertSettings(),
+            root=self.root,
+            notify=fast(self.receiver.url),
+            series=self.series,
+        )
+        runner = ServiceRunner(
+            self.service,
+            broker=self.broker,
+            root=self.root,
+            clock=SystemClock(),
+            settings=settings,
+            store=self.series,
+            checkpoints=self.db,
+        )
+        self._task = asyncio.create_task(runner.run(), name="test-alerts")
+        await wait_until(lambda: runner.readiness.ready)
         return self.service
 
     async def stop_service(self) -> None:
@@ -237,7 +270,7 @@ async def running_gateway(broker: BrokerAddress, root: str, spool: Path) -> Asyn
             root=root,
             client_id=f"gw-{uuid.uuid4().hex[:8]}",
             flush_interval=0.1,
-            spool_dir=str(spool),
+            spool=str(spool),
         ),
     )
     task = asyncio.create_task(gw.run(broker), name="test-gateway")
@@ -382,12 +415,15 @@ async def test_a_restart_delivers_what_waited_and_opens_no_second_alert(
     offline = await asyncio.to_thread(book.list, site="main", rule="device_offline")
     assert [a.subject for a in offline] == [SEAT]
     assert len(stack.webhooks("opened")) == 2
-    assert await asyncio.to_thread(stack.db.load_checkpoint, CHECKPOINT_NAME) is not None
+    name = f"alerts/{stack.root}/main"
+    assert await asyncio.to_thread(stack.db.load_checkpoint, name) is not None
     await wait_until(lambda: service.outbox.pending() == 0)
 
 
 def test_the_service_settings_refuse_nonsense() -> None:
-    with pytest.raises(ValueError, match="tick_seconds"):
-        AlertServiceSettings(tick_seconds=0)
-    with pytest.raises(ValueError, match="queue_size"):
-        AlertServiceSettings(queue_size=0)
+    with pytest.raises(ValueError, match="tick"):
+        AlertServiceSettings(tick=timedelta(0))
+    with pytest.raises(ValueError, match="work_queue"):
+        AlertServiceSettings(work_queue=0)
+    with pytest.raises(ValueError, match="STACKPULSE_ALERTS_WEBHOOK_SECRET"):
+        notify_settings(AlertServiceSettings(webhooks="http://127.0.0.1:9/hook"))

@@ -19,6 +19,7 @@ import pytest
 
 from stackpulse.kernel.clock import SystemClock
 from stackpulse.kernel.statedb import StateDB
+from stackpulse.services.alerts.entry import notify_settings
 from stackpulse.services.alerts.lifecycle import AlertBook
 from stackpulse.services.alerts.model import Observation, Severity
 from stackpulse.services.alerts.notify import (
@@ -33,7 +34,7 @@ from stackpulse.services.alerts.notify import (
     transitions_topic,
     verify,
 )
-from stackpulse.services.alerts.settings import AlertSettings
+from stackpulse.services.alerts.settings import AlertServiceSettings, AlertSettings
 from stackpulse.services.alerts.store import AlertStore
 from tests.support.browser import free_port
 from tests.support.waiting import wait_until
@@ -201,18 +202,22 @@ def test_retries_back_off_with_jitter_and_refusals_wait_longer() -> None:
     assert retry_delay(40, s, status=400, rng=rng) <= s.rejected_cap
 
 
+def from_env(env: dict[str, str]) -> NotifySettings:
+    return notify_settings(AlertServiceSettings.from_env(env))
+
+
 def test_webhook_settings_from_the_environment() -> None:
     env = {"STACKPULSE_ALERT_WEBHOOKS": "https://a.example/h, http://b.example/x"}
-    with pytest.raises(ValueError, match="STACKPULSE_ALERT_WEBHOOK_SECRET"):
-        NotifySettings.from_env(env)
-    s = NotifySettings.from_env({**env, "STACKPULSE_ALERT_WEBHOOK_SECRET": SECRET})
+    with pytest.raises(ValueError, match="STACKPULSE_ALERTS_WEBHOOK_SECRET"):
+        from_env(env)
+    s = from_env({**env, "STACKPULSE_ALERT_WEBHOOK_SECRET": SECRET})
     assert s.webhooks == ("https://a.example/h", "http://b.example/x")
-    assert SECRET not in repr(s)
+    assert SECRET not in repr(s) and SECRET not in repr(AlertServiceSettings.from_env(env))
     with pytest.raises(ValueError, match="http"):
-        NotifySettings.from_env({"STACKPULSE_ALERT_WEBHOOKS": "ftp://x/y"})
-    with pytest.raises(ValueError, match="TIMEOUT"):
-        NotifySettings.from_env({"STACKPULSE_ALERT_WEBHOOK_TIMEOUT": "soon"})
-    assert NotifySettings.from_env({}).webhooks == ()
+        from_env({"STACKPULSE_ALERTS_WEBHOOKS": "ftp://x/y"})
+    with pytest.raises(ValueError, match="STACKPULSE_ALERT_WEBHOOK_TIMEOUT='soon'"):
+        from_env({"STACKPULSE_ALERT_WEBHOOK_TIMEOUT": "soon"})
+    assert from_env({}).webhooks == ()
 
 
 def test_alert_topics_keep_to_one_level_per_part() -> None:

@@ -19,7 +19,7 @@ from stackpulse.kernel.bus import parse_broker_url
 from stackpulse.kernel.layout import Layout
 from stackpulse.kernel.topics import state_topic
 from stackpulse.services.occupancy.view import OccupancyView, SeatView, run_view
-from stackpulse.web.app import build_app
+from tests.support.app import app_for
 from tests.support.browser import publish_retained, serve_app
 from tests.support.procs import MosquittoProc
 from tests.support.waiting import wait_until
@@ -119,7 +119,7 @@ async def fed_view(mosquitto: MosquittoProc, mqtt_root: str) -> AsyncIterator[Oc
 
 
 def api(view: OccupancyView, **kwargs: Any) -> httpx.AsyncClient:
-    app = build_app(view, LAYOUTS, **kwargs)
+    app = app_for(LAYOUTS, view, **kwargs)
     return httpx.AsyncClient(transport=httpx.ASGITransport(app), base_url="http://test")
 
 
@@ -196,10 +196,10 @@ async def test_sites_health_page_and_openapi() -> None:
         assert "get" in paths[f"/api/v1/sites/{{site}}/{path}"]
     assert "/api/v1/sites" in paths and "/healthz" in paths
     schemas = spec["components"]["schemas"]
-    assert set(schemas["ZoneView"]["properties"]) == ZONE_FIELDS | ZONE_EXTRAS
-    assert set(schemas["SeatView"]["properties"]) >= SEAT_FIELDS
+    assert set(schemas["Zone"]["properties"]) == ZONE_FIELDS | ZONE_EXTRAS
+    assert set(schemas["Seat"]["properties"]) >= SEAT_FIELDS
     seats_ok = paths["/api/v1/sites/{site}/seats"]["get"]["responses"]["200"]
-    assert seats_ok["content"]["application/json"]["schema"]["items"]["$ref"].endswith("SeatView")
+    assert seats_ok["content"]["application/json"]["schema"]["items"]["$ref"].endswith("/Seat")
     assert (
         "text/event-stream"
         in paths["/api/v1/sites/{site}/stream"]["get"]["responses"]["200"]["content"]
@@ -232,7 +232,7 @@ async def test_stream_sends_a_snapshot_then_a_seat_change_published_later(
 ) -> None:
     async with (
         asyncio.timeout(20),
-        serve_app(build_app(fed_view, LAYOUTS)) as base,
+        serve_app(app_for(LAYOUTS, fed_view)) as base,
         httpx.AsyncClient(base_url=base, timeout=10) as http,
         http.stream("GET", "/api/v1/sites/main/stream") as response,
     ):
@@ -266,7 +266,7 @@ async def test_stream_sends_a_snapshot_then_a_seat_change_published_later(
 
 async def test_stream_keeps_alive_and_drops_a_client_that_falls_behind() -> None:
     view = OccupancyView(ROOT, queue_size=2)
-    app = build_app(view, LAYOUTS, ping_seconds=0.2)
+    app = app_for(LAYOUTS, view, ping_seconds=0.2)
     async with (
         asyncio.timeout(20),
         serve_app(app) as base,

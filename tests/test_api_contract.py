@@ -43,11 +43,10 @@ from stackpulse.kernel.topics import state_topic
 from stackpulse.runtime import auth_for
 from stackpulse.services.alerts.lifecycle import AlertBook
 from stackpulse.services.alerts.model import Observation, Severity
-from stackpulse.services.alerts.routes import alerts_router, console_router
 from stackpulse.services.alerts.settings import AlertSettings
 from stackpulse.services.alerts.store import AlertStore
 from stackpulse.services.occupancy.view import OccupancyView
-from stackpulse.web.app import build_app
+from tests.support.app import app_for
 from tests.support.browser import serve_app
 from tests.test_api import LAYOUTS, ROOT, initial_state
 from tests.test_inventory_api import fed_view
@@ -149,10 +148,10 @@ def _built(db: StateDB, where: Path, *, rate: float, burst: int) -> Iterator[Fas
     store = open_store(f"sqlite://{where / 'series.db'}")
     asyncio.run(store.ping())
     try:
-        yield build_app(
-            _occupancy(),
+        yield app_for(
             LAYOUTS,
-            routers=[alerts_router(book, LAYOUTS), console_router(LAYOUTS)],
+            _occupancy(),
+            alerts=book,
             inventory=fed_view(),
             auth=auth,
             rate_limit=limit,

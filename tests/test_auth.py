@@ -34,7 +34,6 @@ from stackpulse.kernel.statedb import StateDB
 from stackpulse.runtime import auth_for
 from stackpulse.services.occupancy.view import OccupancyView
 from stackpulse.users import add_demo_login
-from stackpulse.web.app import build_app
 from stackpulse.web.auth import (
     AuthService,
     Editor,
@@ -43,6 +42,7 @@ from stackpulse.web.auth import (
     StaffOfSite,
 )
 from stackpulse.web.ratelimit import Buckets, RateLimit
+from tests.support.app import app_for
 from tests.support.layouts import ONE_OF_EACH
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -232,7 +232,7 @@ def protected_router() -> APIRouter:
 @pytest.fixture
 async def app_client(user_db: StateDB) -> AsyncIterator[httpx.AsyncClient]:
     service = AuthService(user_db, TokenIssuer(SECRET), clock=lambda: NOW)
-    app = build_app(OccupancyView(), LAYOUTS, routers=[protected_router()], auth=service)
+    app = app_for(LAYOUTS, OccupancyView(), routers=[protected_router()], auth=service)
     transport = httpx.ASGITransport(app)
     async with httpx.AsyncClient(transport=transport, base_url="http://test") as http:
         yield http
@@ -327,7 +327,7 @@ async def test_role_by_endpoint_grid(app_client: httpx.AsyncClient, who: str) ->
 
 
 async def test_without_logins_configured_protected_routes_are_closed() -> None:
-    app = build_app(OccupancyView(), LAYOUTS, routers=[protected_router()])
+    app = app_for(LAYOUTS, OccupancyView(), routers=[protected_router()])
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app), base_url="http://t") as http:
         assert (await http.get("/api/v1/sites/main/staff-data")).status_code == 503
         form = {"username": "admin", "password": PASSWORD}
@@ -361,7 +361,7 @@ def test_buckets_refill_at_the_rate_and_stay_bounded() -> None:
 
 async def test_public_endpoints_answer_429_past_the_limit() -> None:
     limit = RateLimit(rate=0.5, burst=3)
-    app = build_app(OccupancyView(), LAYOUTS, rate_limit=limit)
+    app = app_for(LAYOUTS, OccupancyView(), rate_limit=limit)
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app), base_url="http://t") as http:
         codes = [(await http.get("/api/v1/sites/main/zones")).status_code for _ in range(3)]
         assert codes == [200, 200, 200]

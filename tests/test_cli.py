@@ -51,8 +51,8 @@ def stackpulse(
             ["STACKPULSE_GATEWAY_SPOOL_MAX_BYTES", "1GB"],
         ),
         (
-            ["run", "gateway", "--env", "STACKPULSE_GATEWAY_EVENT_BATCH_MS=0"],
-            ["STACKPULSE_GATEWAY_EVENT_BATCH_MS"],
+            ["run", "gateway", "--env", "STACKPULSE_GATEWAY_EVENT_BATCH_WINDOW=0"],
+            ["STACKPULSE_GATEWAY_EVENT_BATCH_WINDOW"],
         ),
         (["run", "gateway", "--log-format", "xml"], ["--log-format", "json"]),
     ],

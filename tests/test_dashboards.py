@@ -32,7 +32,7 @@ from stackpulse.kernel.layout import Layout
 from stackpulse.kernel.store import Point, open_store
 from stackpulse.kernel.store.influxql import Agg, Query, TagEq
 from stackpulse.services.occupancy.logic import SeatTiming
-from stackpulse.services.occupancy.service import SiteOccupancy
+from stackpulse.services.occupancy.site import SiteOccupancy
 from stackpulse.simulators import messages
 from stackpulse.simulators.synth import synthetic_layout
 from tests.support.events import sim_event

@@ -36,15 +36,11 @@ from stackpulse.kernel.schema import (
 from stackpulse.kernel.store import Point, open_store
 from stackpulse.kernel.store.base import SeriesStore
 from stackpulse.kernel.topics import Channel, Kind
-from stackpulse.services.inventory.model import Change
-from stackpulse.services.inventory.service import (
-    InventoryServiceSettings,
-    SiteInventory,
-    inventory_point,
-)
+from stackpulse.services.inventory.model import Change, InventorySettings
+from stackpulse.services.inventory.site import SiteInventory, inventory_point
 from stackpulse.services.occupancy.forecast import history_query, hour_of_week, weekly_profile
 from stackpulse.services.occupancy.logic import SeatTiming
-from stackpulse.services.occupancy.service import SiteOccupancy
+from stackpulse.services.occupancy.site import SiteOccupancy
 from stackpulse.simulators import Faults, SimConfig, messages
 from stackpulse.simulators.synth import synthetic_layout
 from tests.support.events import sim_event
@@ -98,7 +94,7 @@ class _Day:
         self.occupancy = SiteOccupancy(layout, SeatTiming(), ROOT)
         catalog = _catalog(layout)
         self.catalog = list(catalog.values())
-        self.inventory = SiteInventory(layout, catalog, InventoryServiceSettings())
+        self.inventory = SiteInventory(layout, catalog, InventorySettings())
         self.index = index_sites([layout])
         self.opened: dict[tuple[str, str], datetime] = {}
         self.minutes = 0

@@ -19,6 +19,7 @@ from stackpulse.kernel.settings import Settings
 from stackpulse.kernel.store.factory import open_store
 from stackpulse.runtime import prepare, run_components
 from stackpulse.simulators.run import Simulation, load_catalog
+from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -81,9 +82,9 @@ async def test_the_api_tells_what_the_simulator_knows(
     rt.clock = server_clock = ScaledClock(start, SPEED)
     system = asyncio.create_task(run_components(rt, ("gateway", "occupancy", "api")))
     await asyncio.wait_for(rt.started.wait(), timeout=30)
-    assert rt.gateway and rt.occupancy and rt.view
-    await asyncio.wait_for(rt.gateway.connected.wait(), timeout=15)
-    await asyncio.wait_for(rt.occupancy.ready.wait(), timeout=15)
+    gateway, occupancy = rt.services["gateway"], rt.services["occupancy"]
+    await asyncio.wait_for(gateway.connected.wait(), timeout=15)
+    await wait_until(lambda: rt.health.ready, 15)
 
     sim = Simulation(
         layout,
@@ -112,7 +113,7 @@ async def test_the_api_tells_what_the_simulator_knows(
         assert sim.publisher is not None
         stats = sim.publisher.stats
         await _settle(lambda: sum(stats.published.values()), quiet=1.0, limit=30)
-        await _settle(lambda: rt.occupancy.events_applied, quiet=1.5, limit=30)  # type: ignore[union-attr]
+        await _settle(lambda: occupancy.metrics.applied, quiet=1.5, limit=30)
         truth = sim.model.truth()
         assert sum(truth.zones.values()) > 50, "the morning should have filled the library"
 
@@ -150,7 +151,7 @@ async def test_the_api_tells_what_the_simulator_knows(
             assert z["seats_free"] == sum(s["state"] == "free" for s in in_zone)
 
         # Every message the broker acknowledged is in InfluxDB, once.
-        await _settle(lambda: rt.gateway.metrics.points_written, quiet=1.0, limit=30)  # type: ignore[union-attr]
+        await _settle(lambda: gateway.metrics.points_written, quiet=1.0, limit=30)
         store = open_store(influx_db)
         try:
             for kind in ("gate", "seat", "shelf"):
@@ -158,7 +159,7 @@ async def test_the_api_tells_what_the_simulator_knows(
                 assert rows and int(rows[0]["count"]) == stats.published[kind], kind
         finally:
             await store.close()
-        assert rt.gateway.metrics.dead_lettered == collections.Counter()
+        assert gateway.metrics.dead_lettered == collections.Counter()
     finally:
         watcher.cancel()
         device_clock.resume()

@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from stackpulse.gateway.decode import Accepted, Rejected, decode, index_sites
-from stackpulse.gateway.dedup import Deduplicator
+from stackpulse.kernel.dedup import Deduplicator
 from stackpulse.kernel.schema import capture_ns, to_ns
 from tests.support.layouts import ONE_OF_EACH
 
@@ -214,7 +214,7 @@ def test_dedup_accepts_each_message_exactly_once(msgs: list[tuple[int, int]], rn
 
 @pytest.mark.parametrize("kind", ["gate", "seat", "shelf"])
 def test_events_built_without_revalidation_equal_validated_ones(kind: str) -> None:
-    from stackpulse.kernel.models import Event
+    from stackpulse.kernel.contracts.events import Event
 
     path = Path(__file__).parent / "fuzz" / "corpus" / f"valid_{kind}"
     topic, _, payload = path.read_bytes().partition(b"\n")

@@ -126,7 +126,7 @@ def settings(root: str, tmp: Path, name: str, **over: object) -> GatewaySettings
     return GatewaySettings(
         root=root,
         client_id=f"gw-{name}-{root.split('/')[1]}",
-        spool_dir=str(tmp / f"spool-{name}"),
+        spool=str(tmp / f"spool-{name}"),
         flush_interval=0.1,
         batch_size=500,
         **over,  # type: ignore[arg-type]
@@ -223,7 +223,7 @@ async def test_full_spool_holds_the_batch_and_keeps_the_connection(
     everything lands once the store is back."""
     s = open_store(fresh_influxdb.store_url("full"))
     await s.ensure_database()  # type: ignore[attr-defined]
-    cfg = settings(mqtt_root, tmp_path, "full", keepalive=2, max_spool_bytes=20_000)
+    cfg = settings(mqtt_root, tmp_path, "full", keepalive=2, spool_max_bytes=20_000)
     gw = Gateway(SITES, s, SystemClock(), cfg)
     task = await start(gw, mosquitto.url)
     drops = 0
@@ -283,9 +283,9 @@ async def test_two_gateways_share_the_load_nothing_lost_or_doubled(
         SITES,
         store,
         SystemClock(),
-        settings(mqtt_root, tmp_path, "a", share_group=group, metrics_port=metrics_port),
+        settings(mqtt_root, tmp_path, "a", share=group, metrics_port=metrics_port),
     )
-    b = Gateway(SITES, store, SystemClock(), settings(mqtt_root, tmp_path, "b", share_group=group))
+    b = Gateway(SITES, store, SystemClock(), settings(mqtt_root, tmp_path, "b", share=group))
     ta, tb = await start(a, mosquitto.url), await start(b, mosquitto.url)
     try:
         await asyncio.to_thread(publish, mosquitto.port, mqtt_root, range(2000))

@@ -15,8 +15,9 @@ from stackpulse.gateway.decode import index_sites
 from stackpulse.gateway.service import Gateway, GatewaySettings
 from stackpulse.kernel.bus import client, parse_broker_url
 from stackpulse.kernel.clock import SystemClock
+from stackpulse.kernel.contracts.events import decode_events
 from stackpulse.kernel.layout import Layout
-from stackpulse.kernel.models import decode_events, format_ts
+from stackpulse.kernel.models import format_ts
 from stackpulse.kernel.store.base import SeriesStore
 from stackpulse.kernel.store.factory import open_store
 
@@ -85,7 +86,7 @@ async def test_gateway_accepts_dedups_and_dead_letters(
             root=mqtt_root,
             client_id=f"gw-{mqtt_root}",
             flush_interval=0.1,
-            spool_dir=str(tmp_path / "spool"),
+            spool=str(tmp_path / "spool"),
         ),
     )
     runner = asyncio.create_task(gw.run(broker))
@@ -176,7 +177,7 @@ async def test_status_events_are_retained_for_late_services(
         store,
         SystemClock(),
         GatewaySettings(
-            root=mqtt_root, client_id=f"gw2-{mqtt_root}", spool_dir=str(tmp_path / "spool")
+            root=mqtt_root, client_id=f"gw2-{mqtt_root}", spool=str(tmp_path / "spool")
         ),
     )
     runner = asyncio.create_task(gw.run(broker))

@@ -16,8 +16,8 @@ from stackpulse.kernel.layout import Layout
 from stackpulse.kernel.topics import state_topic
 from stackpulse.services.inventory.view import InventoryView
 from stackpulse.services.occupancy.view import OccupancyView
-from stackpulse.web.app import build_app
 from stackpulse.web.auth import AuthService
+from tests.support.app import app_for
 from tests.support.browser import serve_app
 from tests.test_inventory_service import staff_auth, token_for
 
@@ -112,7 +112,7 @@ def fed_view() -> InventoryView:
 async def api() -> AsyncIterator[tuple[httpx.AsyncClient, AuthService, InventoryView]]:
     auth = staff_auth()
     view = fed_view()
-    app = build_app(OccupancyView(ROOT), [MAIN, LAW], inventory=view, auth=auth, ping_seconds=0.2)
+    app = app_for([MAIN, LAW], OccupancyView(ROOT), inventory=view, auth=auth, ping_seconds=0.2)
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://test") as http:
         yield http, auth, view
@@ -182,7 +182,7 @@ async def test_tasks_come_by_floor_in_walking_order(
 async def test_the_stream_sends_a_snapshot_then_each_changed_list() -> None:
     auth = staff_auth()
     view = fed_view()
-    app = build_app(OccupancyView(ROOT), [MAIN, LAW], inventory=view, auth=auth, ping_seconds=0.2)
+    app = app_for([MAIN, LAW], OccupancyView(ROOT), inventory=view, auth=auth, ping_seconds=0.2)
     async with (
         asyncio.timeout(20),
         serve_app(app) as base,
@@ -324,7 +324,7 @@ def demand_view() -> InventoryView:
 
 async def test_demand_is_for_managers_of_the_site_ranked_and_limited() -> None:
     auth = staff_auth()
-    app = build_app(OccupancyView(ROOT), [MAIN, LAW], inventory=demand_view(), auth=auth)
+    app = app_for([MAIN, LAW], OccupancyView(ROOT), inventory=demand_view(), auth=auth)
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://test") as http:
         for route in ("demand", "demand/classes"):

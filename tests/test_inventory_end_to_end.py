@@ -31,11 +31,12 @@ from stackpulse.kernel.settings import Settings
 from stackpulse.kernel.statedb import StateDB
 from stackpulse.kernel.store.factory import open_store
 from stackpulse.runtime import prepare, run_components
-from stackpulse.services.inventory.service import InventoryServiceSettings
+from stackpulse.services.inventory.settings import InventoryServiceSettings
 from stackpulse.simulators import Faults, SimConfig
 from stackpulse.simulators.run import Simulation, load_catalog
 from stackpulse.simulators.stacks import LOAN, REMOVED
 from tests.support.procs import MosquittoProc
+from tests.support.waiting import wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(90)]
 
@@ -153,8 +154,8 @@ async def test_misplaced_missing_and_demand_reach_the_api_through_the_real_parts
     device_clock, rt.clock = ScaledClock(START, SPEED), ScaledClock(START, SPEED)
     server_clock = rt.clock
     assert isinstance(server_clock, ScaledClock)
-    rt.inventory_settings = InventoryServiceSettings(
-        root=mqtt_root, client_id=f"inventory-{uuid.uuid4().hex[:8]}", tick_seconds=0.2
+    rt.components[InventoryServiceSettings] = InventoryServiceSettings(
+        client_id=f"inventory-{uuid.uuid4().hex[:8]}", tick=timedelta(seconds=0.2)
     )
     system = asyncio.create_task(run_components(rt, components))
     layout = load_layout(layout_path)
@@ -180,9 +181,8 @@ async def test_misplaced_missing_and_demand_reach_the_api_through_the_real_parts
     running: asyncio.Task[Any] | None = None
     try:
         await asyncio.wait_for(rt.started.wait(), timeout=30)
-        assert rt.gateway and rt.inventory
-        await asyncio.wait_for(rt.gateway.connected.wait(), timeout=15)
-        await asyncio.wait_for(rt.inventory.ready.wait(), timeout=15)
+        await asyncio.wait_for(rt.services["gateway"].connected.wait(), timeout=15)
+        await wait_until(lambda: rt.health.ready, 30)
         running = asyncio.create_task(sim.run(stop=stop))
         await asyncio.wait_for(sim.ready.wait(), timeout=30)
         for item, (wrong, _) in MOVES.items():
@@ -202,9 +202,9 @@ async def test_misplaced_missing_and_demand_reach_the_api_through_the_real_parts
         device_clock.pause()
         server_clock.pause()
         assert sim.publisher is not None
-        stats, inventory = sim.publisher.stats, rt.inventory
+        stats, inventory = sim.publisher.stats, rt.services["inventory"].metrics
         await settle(lambda: sum(stats.published.values()), quiet=1.0, limit=20)
-        await settle(lambda: inventory.events_applied, quiet=1.0, limit=20)
+        await settle(lambda: inventory.applied, quiet=1.0, limit=20)
         await asyncio.sleep(1.0)  # a tick publishes the lists; the API's view takes them
         truth = sim.model.truth()
         # A moved book may since have been checked out; those still away must be listed.

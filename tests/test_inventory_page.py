@@ -18,17 +18,15 @@ from stackpulse.kernel.catalog import load_catalog
 from stackpulse.kernel.clock import ScaledClock
 from stackpulse.kernel.statedb import StateDB
 from stackpulse.kernel.topics import Kind
-from stackpulse.services.inventory.service import (
-    InventoryService,
-    InventoryServiceSettings,
-    list_topic,
-)
+from stackpulse.services.inventory.service import InventoryService
+from stackpulse.services.inventory.settings import InventoryServiceSettings
+from stackpulse.services.inventory.site import list_topic
 from stackpulse.services.inventory.view import InventoryView, run_view
 from stackpulse.services.occupancy.view import OccupancyView
-from stackpulse.web.app import build_app
+from tests.support.app import app_for
 from tests.support.browser import ARTIFACTS, phone_page, serve_app
 from tests.support.procs import MosquittoProc
-from tests.support.waiting import wait_until
+from tests.support.services import start_runner
 from tests.test_inventory_service import (
     HOME,
     MISPLACED_1001,
@@ -62,22 +60,26 @@ async def staff_site(
     clock = ScaledClock(T0)
     clock.pause()
     settings = InventoryServiceSettings(
-        root=mqtt_root, client_id=f"inventory-{uuid.uuid4().hex[:8]}", tick_seconds=0.1
+        client_id=f"inventory-{uuid.uuid4().hex[:8]}",
+        tick=timedelta(seconds=0.1),
+        catchup_settle=timedelta(seconds=0.1),
     )
     db = StateDB.open("sqlite://")
-    service = InventoryService([layout], catalogs, RecordingStore(), clock, db, settings)
+    service = InventoryService([layout], catalogs, RecordingStore(), clock, settings, mqtt_root)
     view = InventoryView(mqtt_root)
     auth = staff_auth(("ana", "staff", ["main"]))
-    app = build_app(OccupancyView(mqtt_root), [layout], inventory=view, auth=auth, ping_seconds=5)
+    app = app_for([layout], OccupancyView(mqtt_root), inventory=view, auth=auth, ping_seconds=5)
     broker = parse_broker_url(mosquitto.url)
     async with mqtt_client(broker) as api_mqtt, mqtt_client(broker) as test_mqtt:
+        _, running = await start_runner(
+            service, broker, mqtt_root, clock, settings, store=RecordingStore(), db=db
+        )
         tasks = [
-            asyncio.create_task(service.run(broker), name="page-inventory"),
+            running,
             asyncio.create_task(run_view(view, api_mqtt, mqtt_root), name="page-view"),
         ]
         bus = Bus(test_mqtt, mqtt_root)
         try:
-            await wait_until(service.ready.is_set)
             async with serve_app(app) as base:
                 yield StaffSite(base, bus, service)
         finally:

@@ -27,28 +27,26 @@ from stackpulse.kernel.bus import client as mqtt_client
 from stackpulse.kernel.bus import parse_broker_url
 from stackpulse.kernel.catalog import load_catalog
 from stackpulse.kernel.clock import ScaledClock
+from stackpulse.kernel.contracts.events import Event
 from stackpulse.kernel.layout import Layout, load_layout
-from stackpulse.kernel.models import Event
+from stackpulse.kernel.runner import ServiceRunner, _decode, _encode
 from stackpulse.kernel.statedb import StateDB
 from stackpulse.kernel.store.base import Point, Row
 from stackpulse.kernel.store.influxql import Query
 from stackpulse.kernel.topics import Kind, event_batch_topic, state_topic
 from stackpulse.services.inventory.demand_feed import DEMAND_LISTS, RANK_SLOTS, demand_topic
 from stackpulse.services.inventory.model import Change, Finding, InventorySettings, Misplaced
-from stackpulse.services.inventory.service import (
-    InventoryService,
-    InventoryServiceSettings,
+from stackpulse.services.inventory.service import InventoryService
+from stackpulse.services.inventory.settings import InventoryServiceSettings
+from stackpulse.services.inventory.site import (
     SiteInventory,
     change_body,
-    checkpoint_name,
-    decode_checkpoint,
-    encode_checkpoint,
     list_topic,
 )
 from stackpulse.services.inventory.view import InventoryView, run_view
 from stackpulse.services.occupancy.view import OccupancyView
-from stackpulse.web.app import build_app
 from stackpulse.web.auth import AuthService
+from tests.support.app import app_for
 from tests.support.browser import serve_app
 from tests.support.events import data_event
 from tests.support.procs import MosquittoProc
@@ -175,7 +173,7 @@ class RecordingStore:
 def fresh_site(tmp_path: Path, **settings: Any) -> SiteInventory:
     layout = site_layout(tmp_path)
     catalog = load_catalog(tmp_path / "catalog.csv", layout)
-    return SiteInventory(layout, catalog, InventoryServiceSettings(**settings))
+    return SiteInventory(layout, catalog, InventorySettings(), **settings)
 
 
 def feed(site: SiteInventory, events: Sequence[Event]) -> list[Change]:
@@ -203,7 +201,9 @@ def test_misplaced_over_two_sweeps_opens_one_change_and_a_task(tmp_path: Path) -
     assert [(c.finding, c.item, c.state) for c in changes] == [
         (Finding.MISPLACED, "1001", "opened")
     ]
-    ((topic, body, retained),) = site.change_messages(changes)
+    ((topic, body, retained),) = [
+        (m.topic, m.payload, m.retain) for m in site.change_messages(changes)
+    ]
     assert topic == "x/v1/main/_state/inventory/change/misplaced" and not retained
     change = json.loads(body)
     assert change["detail"] == {
@@ -214,7 +214,9 @@ def test_misplaced_over_two_sweeps_opens_one_change_and_a_task(tmp_path: Path) -
         "expected_sections": ["1F-A01-1"],
         "since": "2026-11-24T09:10:00.000Z",
     }
-    lists = {t.rsplit("/", 1)[1]: json.loads(b) for t, b, r in site.list_messages(t2) if r}
+    lists = {
+        m.topic.rsplit("/", 1)[1]: json.loads(m.payload) for m in site.list_messages(t2) if m.retain
+    }
     assert set(lists) == {"misplaced", "missing", "reshelving", "tasks"}
     assert lists["tasks"]["items"] == [
         {
@@ -236,7 +238,7 @@ def test_misplaced_over_two_sweeps_opens_one_change_and_a_task(tmp_path: Path) -
     assert [(c.finding, c.item, c.state) for c in changes] == [
         (Finding.MISPLACED, "1001", "closed")
     ]
-    sent = {t.rsplit("/", 1)[1]: json.loads(b) for t, b, _ in site.list_messages(t2)}
+    sent = {m.topic.rsplit("/", 1)[1]: json.loads(m.payload) for m in site.list_messages(t2)}
     assert set(sent) == {"misplaced", "tasks"}  # only what changed is republished
     assert sent["tasks"]["items"] == [] and sent["misplaced"]["total"] == 0
 
@@ -274,13 +276,17 @@ def test_long_lists_are_capped_and_say_their_total(tmp_path: Path) -> None:
     feed(site, shelves.sweep("shelf-2", HOME["shelf-2"], T0))
     for n in range(1, 4):  # both items of shelf 2 unseen for three sweeps: missing
         feed(site, shelves.sweep("shelf-2", {"2F-Q01-1": []}, T0 + timedelta(minutes=n)))
-    doc = next(json.loads(b) for t, b, _ in site.list_messages(T0) if t.endswith("/list/missing"))
+    doc = next(
+        json.loads(m.payload) for m in site.list_messages(T0) if m.topic.endswith("/list/missing")
+    )
     assert doc["total"] == 2 and [i["item"] for i in doc["items"]] == ["1003"]
     assert doc["items"][0]["last_seen_section"] == "2F-Q01-1"
 
 
 def test_change_body_of_a_closed_finding_has_no_detail() -> None:
-    body = change_body("main", Change(Finding.MISSING, "1003", "closed", T0))
+    body = change_body("main", Change(Finding.MISSING, "1003", "closed", T0)).model_dump(
+        mode="json"
+    )
     assert body == {
         "site": "main",
         "finding": "missing",
@@ -291,7 +297,7 @@ def test_change_body_of_a_closed_finding_has_no_detail() -> None:
     }
     detail = Misplaced("1", "A1", "T", "S2", ("S1",), T0)
     opened = change_body("main", Change(Finding.MISPLACED, "1", "opened", T0, detail))
-    assert opened["detail"]["expected_sections"] == ["S1"]
+    assert json.loads(opened.dump())["detail"]["expected_sections"] == ["S1"]
 
 
 def test_a_checkpoint_round_trips_and_garbage_is_refused_with_a_reason(
@@ -302,16 +308,16 @@ def test_a_checkpoint_round_trips_and_garbage_is_refused_with_a_reason(
     feed(site, shelves.sweep("shelf-1", HOME["shelf-1"], T0))
     for n in (1, 2):
         feed(site, shelves.sweep("shelf-1", MISPLACED_1001, T0 + timedelta(minutes=n)))
-    body = encode_checkpoint(site.checkpoint(T0))
+    body, _ = _encode({"applied": [], "state": site.checkpoint(T0)})
     again = fresh_site(tmp_path / "again")
-    assert again.restore(decode_checkpoint(body))
+    assert again.restore(_decode(body)["state"])
     assert again.inventory.misplaced() == site.inventory.misplaced()
     # The same sweep again after the restore opens nothing a second time.
     assert not feed(again, shelves.sweep("shelf-1", MISPLACED_1001, T0 + timedelta(minutes=3)))
 
-    with pytest.raises(ValueError, match="zlib"):
-        decode_checkpoint(b"not compressed")
-    other = json.loads(zlib.decompress(body))
+    with pytest.raises(ValueError):
+        _decode(b"not compressed")
+    other = json.loads(zlib.decompress(body))["state"]
     other["site"] = "law"
     with caplog.at_level(logging.WARNING, "stackpulse.inventory"):
         assert not again.restore(other)
@@ -388,20 +394,34 @@ async def test_live_findings_lists_changes_counts_and_checkpoint(
     store = RecordingStore()
     db = StateDB.open(f"sqlite:///{tmp_path / 'state.db'}")
     cfg = InventoryServiceSettings(
-        root=bus.root,
         client_id=f"inventory-{uuid.uuid4().hex[:8]}",
-        logic=InventorySettings(reshelve_within=timedelta(minutes=30)),
-        tick_seconds=0.05,
-        checkpoint_every=0.2,
+        reshelve_within=timedelta(minutes=30),
+        tick=timedelta(seconds=0.05),
+        checkpoint_every=timedelta(seconds=0.2),
         record_every=timedelta(seconds=60),
+        catchup_settle=timedelta(seconds=0.1),
     )
-    service = InventoryService([layout], catalogs, store, clock, db, cfg)
-    seen: list[tuple[str, str]] = []
-    service.add_signal_sink(lambda site, signals: seen.extend((site, s.kind) for s in signals))
-    task = asyncio.create_task(service.run(parse_broker_url(mosquitto.url)))
+    service = InventoryService([layout], catalogs, store, clock, cfg, bus.root)
+    runner = ServiceRunner(
+        service,
+        broker=parse_broker_url(mosquitto.url),
+        root=bus.root,
+        clock=clock,
+        settings=cfg,
+        store=store,
+        checkpoints=db,
+    )
+    task = asyncio.create_task(runner.run())
     shelves = Shelves()
+
+    def stored(measurement: str) -> list[Point]:
+        return [p for p in store.points if p.measurement == measurement]
+
+    def signals() -> list[str]:
+        return sorted(str(p.tags["kind"]) for p in stored("demand_signal"))
+
     try:
-        await wait_until(service.ready.is_set)
+        await wait_until(lambda: runner.readiness.ready)
         await wait_until(lambda: set(bus.lists) == {"misplaced", "missing", "reshelving", "tasks"})
         await bus.send(Kind.SHELF, shelves.sweep("shelf-1", HOME["shelf-1"], T0))
         for n in (1, 2):
@@ -414,14 +434,11 @@ async def test_live_findings_lists_changes_counts_and_checkpoint(
         # A checked-in book nobody shelves within 30 minutes is awaiting reshelving.
         await bus.send(Kind.CIRC, [shelves.circ("1003", "checkout", T0)])
         await bus.send(Kind.CIRC, [shelves.circ("1003", "checkin", T0 + timedelta(minutes=5))])
-        await wait_until(lambda: ("main", "checkin") in seen)
-        assert ("main", "checkout") in seen  # demand signals reach the hook
+        await wait_until(lambda: "checkin" in signals())
+        assert "checkout" in signals()  # each demand signal stored as it comes
         clock.advance(40 * 60)
         await wait_until(lambda: bus.items("reshelving") == ["1003"])
         clock.advance(60)  # a minute of clock time: the counts are stored
-
-        def stored(measurement: str) -> list[Point]:
-            return [p for p in store.points if p.measurement == measurement]
 
         await wait_until(lambda: bool(stored("inventory")))
         point = stored("inventory")[-1]
@@ -429,28 +446,27 @@ async def test_live_findings_lists_changes_counts_and_checkpoint(
         assert dict(point.fields) == {"misplaced": 1, "missing": 0, "reshelving": 1, "tasks": 1}
         # Demand: each signal stored as it comes, a ranking every 10 minutes of clock time,
         # and the retained ranking the API serves.
-        kinds = sorted(str(p.tags["kind"]) for p in stored("demand_signal"))
-        assert kinds == ["checkin", "checkout"]
+        assert signals() == ["checkin", "checkout"]
         ranks = stored("demand_rank")
         assert len(ranks) % RANK_SLOTS == 0 and ranks[0].fields["title"] == "Quanta for all"
         await wait_until(lambda: bool(bus.demand.get("ranked", {}).get("items")))
         [row] = bus.demand["ranked"]["items"]
         assert row["title"] == "Quanta for all" and row["signals"]["checkout"] == 1
         assert bus.demand["classes"]["items"][0]["call_class"] == row["call_class"]
-        await wait_until(lambda: db.load_checkpoint(checkpoint_name("main")) is not None)
+        await wait_until(lambda: db.load_checkpoint(runner.checkpoint_name("main")) is not None)
     finally:
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
-    body = db.load_checkpoint(checkpoint_name("main"))
+    body = db.load_checkpoint(runner.checkpoint_name("main"))
     assert body is not None
-    saved = decode_checkpoint(body)
+    saved = _decode(body)["state"]
     assert isinstance(saved, dict) and saved["site"] == "main"
     assert saved["demand"]["buckets"]  # the demand window is kept too
     # On stop the last ranking is stored as well.
     assert len(stored("demand_rank")) > len(ranks)
-    again = SiteInventory(layout, catalogs["main"], cfg)
+    again = SiteInventory(layout, catalogs["main"], cfg.logic)
     assert again.restore(saved)
-    assert again.demand.demand.ranked(clock.now()) == service.sites["main"].demand.demand.ranked(
+    assert again.demand.demand.ranked(clock.now()) == service.by_site["main"].demand.demand.ranked(
         clock.now()
     )
     db.close()
@@ -537,7 +553,7 @@ async def test_a_restarted_service_process_keeps_its_findings_and_opens_nothing_
     )
     auth = staff_auth(("ana", "staff", ["main"]))
     view = InventoryView(bus.root)
-    app = build_app(OccupancyView(bus.root), [layout], inventory=view, auth=auth)
+    app = app_for([layout], OccupancyView(bus.root), inventory=view, auth=auth)
     headers = {"Authorization": f"Bearer {token_for(auth, 'ana', 'staff', ['main'])}"}
     shelves = Shelves()
     lists = {"misplaced", "missing", "reshelving", "tasks"}

@@ -28,18 +28,17 @@ from stackpulse.kernel.store import Point, open_store
 from stackpulse.kernel.topics import state_topic
 from stackpulse.services.alerts.lifecycle import AlertBook
 from stackpulse.services.alerts.model import Observation, Severity
-from stackpulse.services.alerts.routes import alerts_router
 from stackpulse.services.alerts.settings import AlertSettings
 from stackpulse.services.alerts.store import AlertStore
 from stackpulse.services.inventory.demand_feed import demand_topic
-from stackpulse.services.inventory.service import list_topic
+from stackpulse.services.inventory.site import list_topic
 from stackpulse.services.inventory.view import InventoryView
 from stackpulse.services.inventory.view import run_view as run_inventory_view
 from stackpulse.services.occupancy.logic import busyness
 from stackpulse.services.occupancy.view import OccupancyView, run_view
 from stackpulse.simulators.synth import synthetic_layout
-from stackpulse.web.app import build_app
 from stackpulse.web.auth import AuthService
+from tests.support.app import app_for
 from tests.support.browser import ARTIFACTS, CHROMIUM_ARGS, publish_retained, serve_app
 from tests.support.procs import MosquittoProc
 
@@ -175,10 +174,11 @@ async def site(mosquitto: MosquittoProc, mqtt_root: str, influx_db: str) -> Asyn
     book.apply(observation("seat-11003", Severity.WARNING, "device_offline"))
     book.apply(observation("f1-room1-000", Severity.INFO, "seat_hogging"))
     occupancy, inventory = OccupancyView(mqtt_root), InventoryView(mqtt_root)
-    app = build_app(
-        occupancy,
+    app = app_for(
         [LAYOUT],
-        routers=[alerts_router(book, [LAYOUT], clock=lambda: NOW, poll_seconds=0.2)],
+        occupancy,
+        alerts=book,
+        poll_seconds=0.2,
         inventory=inventory,
         auth=auth,
         store=store,

@@ -10,7 +10,7 @@ from stackpulse.dashboards.cli import GENERATED_DIR
 from stackpulse.dashboards.influx import expand_macros, panel_queries
 from stackpulse.kernel.store import open_store
 from stackpulse.services.occupancy.logic import SeatTiming
-from stackpulse.services.occupancy.service import SiteOccupancy
+from stackpulse.services.occupancy.site import SiteOccupancy
 from stackpulse.simulators import Faults, LibraryModel, SimConfig
 from stackpulse.simulators.synth import synthetic_layout
 from tests.test_occupancy_service import run_day

@@ -12,10 +12,10 @@ from stackpulse.kernel.schema import zone_point
 from stackpulse.kernel.store import open_store
 from stackpulse.services.occupancy.forecast import history_query, hour_of_week, weekly_profile
 from stackpulse.services.occupancy.logic import SeatTiming
-from stackpulse.services.occupancy.service import SiteOccupancy
+from stackpulse.services.occupancy.site import SiteOccupancy
 from stackpulse.services.occupancy.view import OccupancyView
 from stackpulse.simulators.synth import synthetic_layout
-from stackpulse.web.app import build_app
+from tests.support.app import app_for
 
 LAYOUT = synthetic_layout(site="main", floors=1, rooms_per_floor=1, seats_per_room=2)
 TUESDAY = date(2026, 11, 24)
@@ -79,7 +79,7 @@ async def test_forecast_is_the_mean_of_the_same_hour_in_past_weeks(influx_db: st
     assert profile["lobby"][1 * 24 + 15] == pytest.approx(10 / 3)
 
     site = SiteOccupancy(LAYOUT, SeatTiming(), "lib/v1", privacy_floor=5)
-    messages = dict(site.forecast_messages(profile, now, hours=3))
+    messages = {m.topic: m.payload for m in site.forecast_messages(profile, now, hours=3)}
     lobby = json.loads(messages["lib/v1/main/_state/occupancy/forecast/lobby"])
     at = [h["at"] for h in lobby["hours"]]
     assert at[0] == "2026-11-24T06:00:00.000Z"  # 14:00 in Shanghai
@@ -90,7 +90,7 @@ async def test_forecast_is_the_mean_of_the_same_hour_in_past_weeks(influx_db: st
     for topic, body in messages.items():
         view.apply(topic, body)
     view.apply("lib/v1/main/_state/occupancy/forecast/nowhere", b"{bad")  # ignored, logged
-    transport = httpx.ASGITransport(app=build_app(view, [LAYOUT]))
+    transport = httpx.ASGITransport(app=app_for([LAYOUT], view))
     async with httpx.AsyncClient(transport=transport, base_url="http://test") as http:
         got = (await http.get("/api/v1/sites/main/forecast")).json()
         assert (await http.get("/api/v1/sites/nope/forecast")).status_code == 404

@@ -20,7 +20,8 @@ from stackpulse.services.occupancy.logic import (
     ZoneCounts,
     next_closing,
 )
-from stackpulse.services.occupancy.service import OccupancySettings, SiteOccupancy
+from stackpulse.services.occupancy.settings import OccupancySettings
+from stackpulse.services.occupancy.site import SiteOccupancy
 from stackpulse.simulators import Faults, LibraryModel, SimConfig
 from stackpulse.simulators.synth import synthetic_layout
 from tests.support.events import data_event, sim_event
@@ -80,13 +81,12 @@ def test_delays_and_the_privacy_floor_come_from_settings() -> None:
             "STACKPULSE_SEAT_HOG_AFTER": "900",
             "STACKPULSE_PRIVACY_FLOOR": "3",
         },
-        root="x/v1",
     )
     assert cfg.timing.on_delay == timedelta(seconds=5)
     assert cfg.timing.off_delay == timedelta(minutes=2)
     assert cfg.timing.hog_after == timedelta(minutes=15)
     assert cfg.timing.heartbeat == timedelta(seconds=300)  # untouched default
-    assert (cfg.privacy_floor, cfg.root) == (3, "x/v1")
+    assert cfg.privacy_floor == 3
     assert OccupancySettings.from_env({}).privacy_floor == 5
     m = SeatMachine(cfg.timing)
     m.reading(1, 0, "empty", s(0), s(0))
@@ -110,10 +110,10 @@ def test_seat_messages_carry_the_hog_flag() -> None:
     reading(0, "object", t0)
     assert not site.tick(t0 + timedelta(seconds=30))  # UNKNOWN -> OCCUPIED came at once
     out = site.tick(t0 + timedelta(seconds=61))
-    body = next(json.loads(b) for t, b in out if t.endswith(f"/seat/{seat.id}"))
+    body = next(json.loads(b) for t, b, _ in out if t.endswith(f"/seat/{seat.id}"))
     assert body["state"] == "held" and body["held_too_long"] is False
     out = site.tick(t0 + timedelta(seconds=61 + 300))
-    body = next(json.loads(b) for t, b in out if t.endswith(f"/seat/{seat.id}"))
+    body = next(json.loads(b) for t, b, _ in out if t.endswith(f"/seat/{seat.id}"))
     assert body["held_too_long"] is True and body["held_since"]
 
 
@@ -192,7 +192,7 @@ def test_closing_resets_counts_and_records_the_drift_missed_exits_caused() -> No
                 expected[zone] += sign * (g.missed_out - g.missed_in)
     assert before == expected
     # The reset is published: every zone goes to 0.
-    zones = {json.loads(b)["id"]: json.loads(b)["occupancy"] for t, b in out if "/zone/" in t}
+    zones = {json.loads(b)["id"]: json.loads(b)["occupancy"] for t, b, _ in out if "/zone/" in t}
     assert set(zones) == {z.id for z in LAYOUT.zones} and not any(zones.values())
 
 
@@ -278,7 +278,7 @@ def test_small_counts_are_withheld_not_shown_as_zero() -> None:
         at = s(seq)
         payload = {"ts": at.isoformat(), "boot": 1, "seq": seq, "in": n_in, "out": n_out}
         out = site.apply(data_event(Kind.GATE, gate.device, payload, at), at)
-        return next(json.loads(b) for t, b in out if t.endswith(f"/zone/{lobby}"))
+        return next(json.loads(b) for t, b, _ in out if t.endswith(f"/zone/{lobby}"))
 
     few = crossing(1, 4, 0)
     assert few["occupancy"] is None and few["occupancy_band"] == "few"

@@ -25,9 +25,10 @@ from stackpulse.runtime import prepare, run_components
 from stackpulse.services.occupancy.view import OccupancyView, run_view
 from stackpulse.simulators.run import Simulation
 from stackpulse.simulators.synth import synthetic_layout
-from stackpulse.web.app import build_app
+from tests.support.app import app_for
 from tests.support.browser import ARTIFACTS, phone_page, publish_retained, serve_app
 from tests.support.procs import MosquittoProc
+from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.browser
 __all__ = ["phone_page"]  # the fixture, imported for pytest to find
@@ -122,7 +123,7 @@ async def live_site(mosquitto: MosquittoProc, mqtt_root: str) -> AsyncIterator[s
     async with mqtt_client(parse_broker_url(mosquitto.url)) as mqtt:
         task = asyncio.create_task(run_view(view, mqtt, mqtt_root), name="page-view")
         try:
-            async with serve_app(build_app(view, [MAIN, LAW], ping_seconds=5)) as base:
+            async with serve_app(app_for([MAIN, LAW], view, ping_seconds=5)) as base:
                 yield base
         finally:
             task.cancel()
@@ -230,7 +231,7 @@ async def test_page_shows_zones_and_follows_changes_without_reload(
 async def test_page_picks_the_site_from_its_path_and_shows_when_the_server_goes(
     phone_page: Page,
 ) -> None:
-    async with serve_app(build_app(OccupancyView(), [MAIN, LAW])) as base:
+    async with serve_app(app_for([MAIN, LAW], OccupancyView())) as base:
         await phone_page.goto(base + "/sites/law")
         await phone_page.wait_for_selector("#conn[data-state='live']")
         assert await phone_page.locator("#site-name").inner_text() == "Law Library"
@@ -291,9 +292,8 @@ async def test_page_shows_a_seat_taken_by_the_simulator_through_gateway_and_occu
     try:
         async with asyncio.timeout(30):
             await rt.started.wait()
-            assert rt.gateway and rt.occupancy
-            await rt.gateway.connected.wait()
-            await rt.occupancy.ready.wait()
+            await rt.services["gateway"].connected.wait()
+            await wait_until(lambda: rt.health.ready, 20)
         sim = Simulation(
             layout,
             parse_broker_url(mosquitto.url),

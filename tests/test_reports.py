@@ -22,11 +22,11 @@ from stackpulse.kernel.store import Point, open_store
 from stackpulse.kernel.store.base import SeriesStore
 from stackpulse.services.inventory.demand import DEMAND_RANK
 from stackpulse.services.occupancy.view import OccupancyView
+from stackpulse.services.reports.logic import DailyReport, day_window, fold_daily, read_daily
 from stackpulse.services.reports.render import parse_csv, to_csv
-from stackpulse.services.reports.report import DailyReport, day_window, fold_daily, read_daily
 from stackpulse.simulators.synth import synthetic_layout
-from stackpulse.web.app import build_app
 from stackpulse.web.auth import AuthService
+from tests.support.app import app_for
 from tests.support.browser import ARTIFACTS, CHROMIUM_ARGS, serve_app
 from tests.test_dashboards_set import DAY, SiteDay, _alerts, _Day
 from tests.test_demand_dashboard import _simulated_day as _demand_day
@@ -232,7 +232,7 @@ def _app(store: SeriesStore) -> tuple[Any, AuthService]:
     ):
         db.add_user(username, hash_password(PASSWORD), role, sites)
     auth = AuthService(db, TokenIssuer("r" * 40))
-    app = build_app(OccupancyView("lib/v1"), [LAYOUT], auth=auth, store=store)
+    app = app_for([LAYOUT], OccupancyView("lib/v1"), auth=auth, store=store)
     return app, auth
 
 

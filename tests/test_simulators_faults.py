@@ -7,7 +7,7 @@ from datetime import UTC, date, datetime, time, timedelta
 
 from stackpulse.kernel.topics import Channel, Kind
 from stackpulse.services.occupancy.logic import SeatState, SeatTiming
-from stackpulse.services.occupancy.service import SiteOccupancy
+from stackpulse.services.occupancy.site import SiteOccupancy
 from stackpulse.simulators import Faults, LibraryModel, SimConfig, messages
 from stackpulse.simulators.synth import synthetic_layout
 from tests.support.events import sim_event
@@ -40,7 +40,7 @@ def test_a_flapping_sensor_flaps_but_the_seat_it_shows_does_not() -> None:
         t += timedelta(seconds=30)
         for m in model.advance(t):
             at = datetime.fromtimestamp(m.at, UTC)
-            for topic, _ in site.apply(sim_event(m), at):
+            for topic, _, _ in site.apply(sim_event(m), at):
                 if "/seat/" in topic:
                     changes[topic.rsplit("/", 1)[-1]] += 1
         site.tick(t)

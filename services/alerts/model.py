@@ -10,38 +10,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
-from enum import StrEnum
 from typing import Any, Literal
 
+from stackpulse.kernel.contracts.alerts import AlertState, Severity
 
-class Severity(StrEnum):
-    INFO = "info"
-    WARNING = "warning"
-    CRITICAL = "critical"
-
-    @property
-    def rank(self) -> int:
-        return _RANK[self]
-
-
-_RANK = {Severity.INFO: 0, Severity.WARNING: 1, Severity.CRITICAL: 2}
-
-
-class AlertState(StrEnum):
-    """ThingsBoard's model: acknowledging and clearing are separate."""
-
-    ACTIVE_UNACK = "active_unack"
-    ACTIVE_ACK = "active_ack"
-    CLEARED_UNACK = "cleared_unack"
-    CLEARED_ACK = "cleared_ack"
-
-    @property
-    def active(self) -> bool:
-        return self in (AlertState.ACTIVE_UNACK, AlertState.ACTIVE_ACK)
-
-    @property
-    def acked(self) -> bool:
-        return self in (AlertState.ACTIVE_ACK, AlertState.CLEARED_ACK)
+__all__ = ["AlertState", "Severity"]
 
 
 # -- inputs: what the service reads off the bus, already decoded -------------------

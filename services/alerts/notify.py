@@ -22,17 +22,23 @@ import hmac
 import json
 import logging
 import random
-from collections.abc import Awaitable, Callable, Collection, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any, Protocol
+from typing import Protocol
 from urllib.parse import urlsplit
 
 import httpx
-from pydantic import BaseModel, ConfigDict
 
 from stackpulse.kernel.clock import Clock
-from stackpulse.kernel.models import Timestamp, format_ts
+from stackpulse.kernel.contracts.alerts import (
+    AlertBody,
+    TransitionBody,
+    alert_topic,
+    alerts_subscription,
+    transitions_topic,
+)
+from stackpulse.kernel.models import format_ts
 from stackpulse.services.alerts.model import Alert, AlertState, Severity, Transition
 from stackpulse.services.alerts.store import alert_from_json
 
@@ -49,83 +55,40 @@ TIMESTAMP_HEADER = "X-StackPulse-Timestamp"
 EVENT_HEADER = "X-StackPulse-Event"
 USER_AGENT = "StackPulse-Alerts/1"
 
-TRANSITIONS_LEVEL = "_transitions"
 MIN_SECRET = 16
 
 
 # -- what every channel says about an alert (MQTT, webhooks, HTTP, the console) ------
 
 
-class AlertBody(BaseModel):
-    """An alert as published and served; protocol.md section 5 names the first fields."""
-
-    model_config = ConfigDict(frozen=True)
-
-    id: str
-    rule: str
-    severity: Severity
-    subject: str
-    state: AlertState
-    opened_at: Timestamp
-    acked_by: str | None
-    cleared_at: Timestamp | None
-    site: str
-    message: str
-    active: bool
-    updated_at: Timestamp
-    last_seen_at: Timestamp
-    acked_at: Timestamp | None
-    cleared_by: str | None
-    escalations: int
-    repeats: int
-    detail: dict[str, Any]
-
-    @classmethod
-    def of(cls, alert: Alert) -> AlertBody:
-        return cls(
-            id=alert.id,
-            rule=alert.rule,
-            severity=alert.severity,
-            subject=alert.subject,
-            state=alert.state,
-            opened_at=alert.opened_at,
-            acked_by=alert.acked_by,
-            cleared_at=alert.cleared_at,
-            site=alert.site,
-            message=alert.message,
-            active=alert.state.active,
-            updated_at=alert.updated_at,
-            last_seen_at=alert.last_seen_at,
-            acked_at=alert.acked_at,
-            cleared_by=alert.cleared_by,
-            escalations=alert.escalations,
-            repeats=alert.repeats,
-            detail=alert.detail,
-        )
+def alert_body(alert: Alert) -> AlertBody:
+    """An alert as every channel says it (kernel.contracts.alerts.AlertBody)."""
+    return AlertBody(
+        id=alert.id,
+        rule=alert.rule,
+        severity=alert.severity,
+        subject=alert.subject,
+        state=alert.state,
+        opened_at=alert.opened_at,
+        acked_by=alert.acked_by,
+        cleared_at=alert.cleared_at,
+        site=alert.site,
+        message=alert.message,
+        active=alert.state.active,
+        updated_at=alert.updated_at,
+        last_seen_at=alert.last_seen_at,
+        acked_at=alert.acked_at,
+        cleared_by=alert.cleared_by,
+        escalations=alert.escalations,
+        repeats=alert.repeats,
+        detail=alert.detail,
+    )
 
 
-class TransitionBody(BaseModel):
-    """One transition: the MQTT event, the webhook body and the console's stream event."""
-
-    model_config = ConfigDict(frozen=True)
-
-    event_id: str  # the same for every delivery of this transition: drop repeats by it
-    kind: str  # opened | acked | cleared | escalated | renotified
-    at: Timestamp
-    by: str | None
-    before: AlertState | None
-    alert: AlertBody
-
-    @classmethod
-    def of(cls, t: Transition, event_id: str) -> TransitionBody:
-        return cls(
-            event_id=event_id,
-            kind=t.kind,
-            at=t.at,
-            by=t.by,
-            before=t.before,
-            alert=AlertBody.of(t.alert),
-        )
+def transition_body(t: Transition, event_id: str) -> TransitionBody:
+    return TransitionBody(
+        event_id=event_id, kind=t.kind, at=t.at, by=t.by, before=t.before, alert=alert_body(t.alert)
+    )
 
 
 def event_id(t: Transition, cursor: int | None = None) -> str:
@@ -152,32 +115,6 @@ def read_transition(body: bytes) -> tuple[Transition, int | None]:
     )
     cursor = data.get("cursor")
     return t, cursor if isinstance(cursor, int) else None
-
-
-# -- topics --------------------------------------------------------------------------
-
-
-def _level(text: str) -> str:
-    """One MQTT topic level: no separators or wildcards, never empty."""
-    cleaned = "".join("_" if c in "/+#\x00" else c for c in text)
-    return cleaned or "_"
-
-
-def alert_topic(root: str, site: str, rule: str, subject: str) -> str:
-    """Retained `{root}/{site}/_alerts/{rule}/{subject}`: the current alert, while active.
-
-    An empty retained payload replaces it when the alert is cleared: "nothing active".
-    """
-    return f"{root}/{site}/_alerts/{_level(rule)}/{_level(subject)}"
-
-
-def transitions_topic(root: str, site: str) -> str:
-    """Non-retained `{root}/{site}/_alerts/_transitions`: every transition, as it happens."""
-    return f"{root}/{site}/_alerts/{TRANSITIONS_LEVEL}"
-
-
-def alerts_subscription(root: str, site: str = "+") -> str:
-    return f"{root}/{site}/_alerts/#"
 
 
 # -- signing ---------------------------------------------------------------------------
@@ -219,33 +156,14 @@ class NotifySettings:
                 raise ValueError(f"webhook URL {url[:80]!r} must be http:// or https://host/...")
         if self.webhooks and len(self.secret) < MIN_SECRET:
             raise ValueError(
-                "STACKPULSE_ALERT_WEBHOOK_SECRET must be set (at least "
-                f"{MIN_SECRET} characters) when STACKPULSE_ALERT_WEBHOOKS names a receiver"
+                "STACKPULSE_ALERTS_WEBHOOK_SECRET must be set (at least "
+                f"{MIN_SECRET} characters) when STACKPULSE_ALERTS_WEBHOOKS names a receiver"
             )
         numbers = (self.timeout, self.retry_first, self.retry_cap, self.rejected_first)
         if not all(0 < n < float("inf") for n in (*numbers, self.rejected_cap)):
             raise ValueError("webhook timeout and retry delays must be positive seconds")
         if self.batch < 1 or self.concurrency < 1 or self.round_seconds <= 0:
             raise ValueError("batch, concurrency and round_seconds must be positive")
-
-    @classmethod
-    def from_env(cls, env: Mapping[str, str]) -> NotifySettings:
-        """STACKPULSE_ALERT_WEBHOOKS (URLs, comma-separated; none by default),
-        STACKPULSE_ALERT_WEBHOOK_SECRET (the HMAC key, required with webhooks),
-        STACKPULSE_ALERT_WEBHOOK_TIMEOUT (10 s). ValueError names what is wrong."""
-        urls = tuple(u.strip() for u in env.get("STACKPULSE_ALERT_WEBHOOKS", "").split(","))
-        timeout = env.get("STACKPULSE_ALERT_WEBHOOK_TIMEOUT", "10")
-        try:
-            seconds = float(timeout)
-        except ValueError:
-            raise ValueError(
-                f"STACKPULSE_ALERT_WEBHOOK_TIMEOUT={timeout[:40]!r} is not a number"
-            ) from None
-        return cls(
-            webhooks=tuple(u for u in urls if u),
-            secret=env.get("STACKPULSE_ALERT_WEBHOOK_SECRET", ""),
-            timeout=seconds,
-        )
 
 
 def retryable_soon(status: int | None) -> bool:
@@ -422,7 +340,7 @@ class Sender:
                 out.append((entry, NotDelivered(f"not a transition: {err!r}", 400)))
                 continue
             seen.append((t, cursor))
-            body = TransitionBody.of(t, event_id(t, cursor)).model_dump_json().encode()
+            body = transition_body(t, event_id(t, cursor)).model_dump_json().encode()
             jobs = [(MQTT, STATE_TARGET + t.alert.id, b""), (MQTT, EVENT_TARGET, body)]
             jobs += [(WEBHOOK, url, body) for url in self.settings.webhooks]
             for channel, target, payload in jobs:
@@ -502,7 +420,7 @@ class Sender:
             if alert is None:
                 return None
             topic = alert_topic(self._root, alert.site, alert.rule, alert.subject)
-            payload = AlertBody.of(alert).model_dump_json().encode() if alert.state.active else b""
+            payload = alert_body(alert).model_dump_json().encode() if alert.state.active else b""
             return topic, payload, True
         if entry.target == EVENT_TARGET:
             try:

@@ -1,112 +1,125 @@
-"""The alert rules' thresholds and the lifecycle's timers, with STACKPULSE_ALERT_* variables."""
+"""The alerts component's settings: the rules' thresholds (STACKPULSE_ALERT_*), shared by
+the alerts service and the API, and the service's own (STACKPULSE_ALERTS_*)."""
 
 from __future__ import annotations
 
 import math
-import re
-from collections.abc import Mapping
-from dataclasses import dataclass, field, fields, replace
 from datetime import timedelta
-from typing import Any
+from typing import Annotated, Any, Self
 
-# Three missed heartbeats make a device silent. Circulation points have no heartbeat in
-# the protocol (they speak only when something is checked in or out), so by default only
-# their Last Will says they are gone; STACKPULSE_ALERT_HEARTBEAT_CIRC turns a check on.
-DEFAULT_HEARTBEAT: dict[str, timedelta] = {
-    "gate": timedelta(seconds=60 * 3),
-    "seat": timedelta(seconds=300 * 3),
-    "shelf": timedelta(minutes=15 * 3),  # a reader sweeps every 15 minutes or so
-}
+from pydantic import AliasChoices, BeforeValidator, Field, SecretStr, model_validator
+from pydantic_settings import SettingsConfigDict
+
+from stackpulse.kernel.durations import Duration, PositiveDuration
+from stackpulse.kernel.runner import RunnerSettings
+from stackpulse.kernel.settings import ComponentSettings, SettingsError
+
 KINDS = ("gate", "seat", "shelf", "circ")
-PREFIX = "STACKPULSE_ALERT_"
+MIN_SECRET = 16
+
+# Kept for callers that catch it by this name: a bad alert setting is a SettingsError.
+AlertSettingsError = SettingsError
 
 
-class AlertSettingsError(ValueError):
-    """A setting that cannot work; one line naming the variable (or field) and why."""
+def _fraction(value: object) -> object:
+    """0.25 or `25%`."""
+    if isinstance(value, str):
+        text = value.strip()
+        try:
+            number = float(text[:-1]) / 100 if text.endswith("%") else float(text)
+        except ValueError:
+            raise ValueError("not a number (0.25 or 25%)") from None
+        if not math.isfinite(number):
+            raise ValueError("not a finite number")
+        return number
+    return value
 
 
-@dataclass(frozen=True, slots=True)
-class AlertSettings:
-    # Per device kind: nothing heard for longer than this is "silent"; a kind not listed
-    # is never called silent.
-    heartbeat: dict[str, timedelta] = field(default_factory=lambda: dict(DEFAULT_HEARTBEAT))
-    # Battery bands (fraction 0..1): at or below warning, at or below critical. A low
-    # battery clears only above warning + margin, so a reading that jitters around the
-    # band edge does not open and clear an alert all day.
-    battery_warning: float = 0.25
-    battery_critical: float = 0.10
-    battery_clear_margin: float = 0.05
-    # Over capacity: opens at occupancy/capacity >= capacity_open once that has held for
-    # capacity_holds; clears at or below capacity_clear (hysteresis).
-    capacity_open: float = 1.0
-    capacity_clear: float = 0.9
-    capacity_holds: timedelta = timedelta(minutes=5)
-    # Counter drift at closing: |people the gates say are still inside| >= this.
-    drift_threshold: int = 10
-    # A seat held by belongings, nobody there, for longer than this.
-    seat_held_max: timedelta = timedelta(minutes=30)
-    # Extra wait after the inventory's "awaiting reshelving" finding (which itself opens
-    # reshelve_within after check-in) before staff are alerted; 0 alerts at once.
-    reshelving_max: timedelta = timedelta(hours=1)
-    # Nobody acked an active alert for this long: raise its severity one band, re-notify.
-    escalate_after: timedelta = timedelta(minutes=15)
-    # After escalating, re-notify this often while it stays active and unacked.
-    renotify_every: timedelta = timedelta(minutes=30)
-    # A condition that keeps holding is re-reported (refreshing last_seen_at) at most
-    # this often; changes of state or severity are reported at once.
-    refresh_every: timedelta = timedelta(minutes=1)
+def _whole(value: object) -> object:
+    if isinstance(value, str):
+        try:
+            return int(value.strip())
+        except ValueError:
+            raise ValueError("not a whole number") from None
+    if isinstance(value, float) and not value.is_integer():
+        raise ValueError("not a whole number")
+    return value
 
-    def __post_init__(self) -> None:
+
+Fraction = Annotated[float, BeforeValidator(_fraction), Field(allow_inf_nan=False)]
+Whole = Annotated[int, BeforeValidator(_whole)]
+
+
+class AlertSettings(ComponentSettings):
+    """The rules' thresholds and the lifecycle's timers. A heartbeat of 0 (`off`) means a
+    device kind is never called silent."""
+
+    model_config = SettingsConfigDict(env_prefix="STACKPULSE_ALERT_", populate_by_name=True)
+
+    # Three missed heartbeats make a device silent. Circulation points have no heartbeat
+    # in the protocol (they speak only when something is checked in or out), so by
+    # default only their Last Will says they are gone.
+    heartbeat_gate: Duration = Field(timedelta(minutes=3), description="a gate silent this long")
+    heartbeat_seat: Duration = Field(timedelta(minutes=15), description="a seat silent this long")
+    heartbeat_shelf: Duration = Field(
+        timedelta(minutes=45), description="a shelf reader silent this long (sweeps ~15 min)"
+    )
+    heartbeat_circ: Duration = Field(timedelta(0), description="a circulation point (0: off)")
+    battery_warning: Fraction = Field(0.25, description="battery at or below: warning")
+    battery_critical: Fraction = Field(0.10, description="battery at or below: critical")
+    battery_clear_margin: Fraction = Field(
+        0.05, description="a low battery clears only above warning + this"
+    )
+    capacity_open: Fraction = Field(1.0, description="occupancy/capacity at which a zone is over")
+    capacity_clear: Fraction = Field(0.9, description="... and at or below which it clears")
+    capacity_holds: Duration = Field(
+        timedelta(minutes=5), description="over capacity this long before the alert opens"
+    )
+    drift_threshold: Whole = Field(10, description="|people left inside at closing| at least")
+    seat_held_max: Duration = Field(
+        timedelta(minutes=30), description="a seat held by belongings longer than this"
+    )
+    reshelving_max: Duration = Field(
+        timedelta(hours=1), description="extra wait after 'awaiting reshelving' (0: at once)"
+    )
+    escalate_after: Duration = Field(
+        timedelta(minutes=15), description="nobody acked: raise the severity, notify again"
+    )
+    renotify_every: Duration = Field(
+        timedelta(minutes=30), description="after escalating, notify again this often"
+    )
+    refresh_every: Duration = Field(
+        timedelta(minutes=1), description="a condition that holds is re-reported this often"
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _heartbeat_map(cls, data: Any) -> Any:
+        """`heartbeat={"circ": 2h}`: the whole table, as the `heartbeat` property gives it
+        (a kind not named is never silent)."""
+        if isinstance(data, dict) and isinstance(data.get("heartbeat"), dict):
+            data = dict(data)
+            table = data.pop("heartbeat")
+            for kind in KINDS:
+                data[f"heartbeat_{kind}"] = table.get(kind, timedelta(0))
+            unknown = set(table) - set(KINDS)
+            if unknown:
+                raise ValueError(f"heartbeat: unknown device kind {sorted(unknown)[0]!r}")
+        return data
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Self:
         problem = _problem(self)
         if problem:
-            name, why = problem
-            raise AlertSettingsError(f"{name} {why}")
+            # "field why": ComponentSettings.from_env names the field's variable.
+            raise ValueError(f"{problem[0]} {problem[1]}")
+        return self
 
-    @classmethod
-    def from_env(cls, env: Mapping[str, str]) -> AlertSettings:
-        """Defaults overridden by STACKPULSE_ALERT_<FIELD> (and _HEARTBEAT_<KIND>) variables.
-
-        Durations are seconds or a number with s, m, h or d (`90`, `90s`, `5m`, `2h`).
-        """
-        base = cls()
-        changes: dict[str, Any] = {}
-        heartbeat = dict(base.heartbeat)
-        for kind in KINDS:
-            name = f"{PREFIX}HEARTBEAT_{kind.upper()}"
-            if name in env:
-                value = _duration(name, env[name])
-                if value <= timedelta(0):
-                    heartbeat.pop(kind, None)  # 0 or "off": never silent
-                else:
-                    heartbeat[kind] = value
-        changes["heartbeat"] = heartbeat
-        for f in fields(cls):
-            name = PREFIX + f.name.upper()
-            if f.name == "heartbeat" or name not in env:
-                continue
-            raw = env[name]
-            default = getattr(base, f.name)
-            if isinstance(default, timedelta):
-                changes[f.name] = _duration(name, raw)
-            elif isinstance(default, int):
-                changes[f.name] = _integer(name, raw)
-            else:
-                changes[f.name] = _fraction(name, raw)
-        problem = _problem(_unchecked(base, changes))
-        if problem:
-            name, why = problem
-            variable = PREFIX + name.upper()
-            shown = f"={env[variable]!r}" if variable in env else ""
-            raise AlertSettingsError(f"{variable}{shown}: {why}")
-        return replace(base, **changes)
-
-
-def _unchecked(base: AlertSettings, changes: Mapping[str, Any]) -> AlertSettings:
-    """`base` with `changes`, not validated (so the error can name the variable)."""
-    out = object.__new__(AlertSettings)
-    for f in fields(AlertSettings):
-        object.__setattr__(out, f.name, changes.get(f.name, getattr(base, f.name)))
-    return out
+    @property
+    def heartbeat(self) -> dict[str, timedelta]:
+        """Per device kind, silence longer than this is `silent`; kinds switched off absent."""
+        out = {k: getattr(self, f"heartbeat_{k}") for k in KINDS}
+        return {k: v for k, v in out.items() if v > timedelta(0)}
 
 
 def _problem(s: AlertSettings) -> tuple[str, str] | None:
@@ -127,48 +140,54 @@ def _problem(s: AlertSettings) -> tuple[str, str] | None:
         )
     if s.drift_threshold < 1:
         return "drift_threshold", "must be at least 1"
-    for name in ("capacity_holds", "seat_held_max", "reshelving_max"):
-        if getattr(s, name) < timedelta(0):
-            return name, "must not be negative"
     for name in ("escalate_after", "renotify_every", "refresh_every"):
         if getattr(s, name) <= timedelta(0):
             return name, "must be a positive duration"
-    for kind, value in s.heartbeat.items():
-        if kind not in KINDS:
-            return "heartbeat", f"unknown device kind {kind!r} (one of {', '.join(KINDS)})"
-        if value <= timedelta(0):
-            return f"heartbeat_{kind}", "must be a positive duration"
     return None
 
 
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*$")
-_UNIT = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
+def _alert(name: str) -> AliasChoices:
+    """A notification variable: STACKPULSE_ALERTS_*, or the STACKPULSE_ALERT_* it was."""
+    return AliasChoices(f"STACKPULSE_ALERTS_{name}", f"STACKPULSE_ALERT_{name}")
 
 
-def _duration(name: str, raw: str) -> timedelta:
-    if raw.strip().lower() in ("off", "none"):
-        return timedelta(0)
-    match = _DURATION.match(raw.lower())
-    if not match:
-        raise AlertSettingsError(
-            f"{name}={raw!r}: not a duration; use seconds or a number with s, m, h or d (5m)"
-        )
-    return timedelta(seconds=float(match[1]) * _UNIT[match[2]])
+class AlertServiceSettings(RunnerSettings):
+    """The alerts service's loop and its notification channels."""
+
+    model_config = SettingsConfigDict(env_prefix="STACKPULSE_ALERTS_", populate_by_name=True)
+
+    client_id: str = Field(
+        "stackpulse-alerts", description="MQTT client id of the persistent session"
+    )
+    tick: PositiveDuration = Field(
+        timedelta(seconds=1), description="between rule and lifecycle ticks"
+    )
+    db_timeout: PositiveDuration = Field(timedelta(seconds=30), description="one database round")
+    work_queue: int = Field(10_000, ge=1, le=1_000_000, description="observations waiting")
+    record_every: PositiveDuration = Field(
+        timedelta(seconds=5), description="between writes of transitions"
+    )
+    webhooks: str = Field(
+        "", validation_alias=_alert("WEBHOOKS"), description="webhook URLs, comma-separated"
+    )
+    webhook_secret: SecretStr = Field(
+        SecretStr(""),
+        validation_alias=_alert("WEBHOOK_SECRET"),
+        description="HMAC key of the webhooks (required with webhooks)",
+    )
+    webhook_timeout: Duration = Field(
+        timedelta(seconds=10), validation_alias=_alert("WEBHOOK_TIMEOUT"), description="one POST"
+    )
+
+    @property
+    def webhook_urls(self) -> tuple[str, ...]:
+        return tuple(u.strip() for u in self.webhooks.split(",") if u.strip())
 
 
-def _integer(name: str, raw: str) -> int:
-    try:
-        return int(raw.strip())
-    except ValueError:
-        raise AlertSettingsError(f"{name}={raw!r}: not a whole number") from None
-
-
-def _fraction(name: str, raw: str) -> float:
-    text = raw.strip()
-    try:
-        value = float(text[:-1]) / 100 if text.endswith("%") else float(text)
-    except ValueError:
-        raise AlertSettingsError(f"{name}={raw!r}: not a number (0.25 or 25%)") from None
-    if not math.isfinite(value):
-        raise AlertSettingsError(f"{name}={raw!r}: not a finite number")
-    return value
+__all__ = [
+    "KINDS",
+    "MIN_SECRET",
+    "AlertServiceSettings",
+    "AlertSettings",
+    "AlertSettingsError",
+]

@@ -8,17 +8,23 @@ ranking and class list the API serves (`{root}/{site}/_state/inventory/demand/..
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Iterable, Mapping
 from datetime import datetime, timedelta
-from typing import Any, Literal
+from typing import Any
 
 from stackpulse.kernel.catalog import CatalogItem
+from stackpulse.kernel.contracts.inventory import (
+    DEMAND_CLASSES,
+    DEMAND_LISTS,
+    DEMAND_RANKED,
+    ClassesDoc,
+    DemandList,
+    RankedDoc,
+)
 from stackpulse.kernel.layout import Layout
-from stackpulse.kernel.models import format_ts
+from stackpulse.kernel.runner import Message
 from stackpulse.kernel.store.base import Point
-from stackpulse.kernel.topics import state_topic
 from stackpulse.services.inventory.demand import Demand, rank_points
 from stackpulse.services.inventory.model import ClassDemand, DemandRow, InventorySettings, Signal
 
@@ -28,16 +34,11 @@ SERVICE = "inventory"
 RANK_SLOTS = 20  # demand_rank points per snapshot: the dashboard's top titles
 PUBLISHED_ROWS = 100  # titles in the retained ranking: GET .../demand?limit= up to this
 RANK_EVERY = timedelta(minutes=10)  # clock time between demand_rank snapshots
-DemandList = Literal["ranked", "classes"]
-DEMAND_LISTS: tuple[DemandList, ...] = ("ranked", "classes")
-
-# (topic, JSON payload, retained), as the service's other outgoing messages.
-Outgoing = tuple[str, bytes, bool]
 
 
 def demand_topic(root: str, site: str, name: DemandList) -> str:
     """Retained `{root}/{site}/_state/inventory/demand/{ranked|classes}`."""
-    return state_topic(root, site, SERVICE, "demand", name)
+    return (DEMAND_RANKED if name == "ranked" else DEMAND_CLASSES).topic(root, site, name)
 
 
 def row_body(r: DemandRow) -> dict[str, Any]:
@@ -90,20 +91,29 @@ class SiteDemand:
         """The `demand_rank` snapshot at `now`: RANK_SLOTS points, empty slots included."""
         return rank_points(self.site, self.demand.ranked(now, RANK_SLOTS), now, RANK_SLOTS)
 
-    def messages(self, now: datetime) -> list[Outgoing]:
+    def messages(self, now: datetime) -> list[Message]:
         """The retained ranking and classes, when new signals came or the window moved on."""
         if not self.dirty and self._refresh is not None and now < self._refresh:
             return []
         self.dirty, self._refresh = False, now + RANK_EVERY
-        lists: dict[DemandList, list[dict[str, Any]]] = {
-            "ranked": [row_body(r) for r in self.demand.ranked(now, PUBLISHED_ROWS)],
-            "classes": [class_body(c) for c in self.demand.classes(now)],
-        }
-        out: list[Outgoing] = []
-        for name, items in lists.items():
-            body = {"site": self.site, "updated_at": format_ts(now), "items": items}
-            out.append((demand_topic(self.root, self.site, name), json.dumps(body).encode(), True))
-        return out
+        ranked = RankedDoc.model_validate(
+            {
+                "site": self.site,
+                "updated_at": now,
+                "items": [row_body(r) for r in self.demand.ranked(now, PUBLISHED_ROWS)],
+            }
+        )
+        classes = ClassesDoc.model_validate(
+            {
+                "site": self.site,
+                "updated_at": now,
+                "items": [class_body(c) for c in self.demand.classes(now)],
+            }
+        )
+        return [
+            Message(demand_topic(self.root, self.site, "ranked"), ranked.dump(), retain=True),
+            Message(demand_topic(self.root, self.site, "classes"), classes.dump(), retain=True),
+        ]
 
     def checkpoint(self) -> dict[str, Any]:
         return self.demand.checkpoint()

@@ -6,155 +6,45 @@ from __future__ import annotations
 import asyncio
 import logging
 from types import TracebackType
-from typing import Annotated, Literal
 
 import aiomqtt
-from pydantic import BaseModel, ConfigDict, Field, StrictInt, ValidationError
+from pydantic import StrictInt
 
 from stackpulse.kernel.bus import follow
-from stackpulse.kernel.models import Timestamp
+from stackpulse.kernel.contracts.base import Contract, ContractError
+from stackpulse.kernel.contracts.inventory import (
+    DEMAND_CLASSES,
+    DEMAND_RANKED,
+    LIST,
+    LIST_NAMES,
+    AnyDoc,
+    ClassesDoc,
+    DemandClass,
+    DemandTitle,
+    ListName,
+    MisplacedDoc,
+    MisplacedItem,
+    MissingDoc,
+    MissingItem,
+    RankedDoc,
+    ReshelvingDoc,
+    ReshelvingItem,
+    ReshelvingTask,
+    TasksDoc,
+)
 from stackpulse.kernel.topics import DEFAULT_ROOT, SITE_RE, parse_system_topic, state_topic
 
 log = logging.getLogger(__name__)
 
 SERVICE = "inventory"
-MAX_LIST_BYTES = 32 * 1024 * 1024  # 20,000 entries of a few hundred bytes fit easily
-
-ListName = Literal["misplaced", "missing", "reshelving", "tasks"]
-LIST_NAMES: tuple[ListName, ...] = ("misplaced", "missing", "reshelving", "tasks")
 _BY_NAME: dict[str, ListName] = {name: name for name in LIST_NAMES}
-Count = Annotated[StrictInt, Field(ge=0)]
 
 
-class _View(BaseModel):
-    # The service may add fields later; the read model keeps to the published contract.
-    model_config = ConfigDict(frozen=True, extra="ignore")
-
-
-class MisplacedItem(_View):
-    """An item confirmed on a shelf section that does not hold its call number."""
-
-    item: str
-    call_number: str
-    title: str
-    seen_section: str
-    expected_sections: tuple[str, ...]
-    since: Timestamp
-
-
-class MissingItem(_View):
-    """An item unseen for several sweeps of its home sections and not on loan."""
-
-    item: str
-    call_number: str
-    title: str
-    last_seen_section: str | None
-    last_seen_at: Timestamp | None
-    since: Timestamp | None = None  # when it was declared missing
-
-
-class ReshelvingItem(_View):
-    """A checked-in item not yet seen back on any shelf within the allowed time."""
-
-    item: str
-    call_number: str
-    title: str
-    checked_in_at: Timestamp
-    overdue_since: Timestamp
-
-
-class ReshelvingTask(_View):
-    """Move `item` from `from_section` to `to_section`."""
-
-    item: str
-    call_number: str
-    title: str
-    from_section: str
-    to_section: str
-    floor: StrictInt | None
-    opened_at: Timestamp
-    order: tuple[int, int]  # walking order within the floor: (shelf, section)
-
-
-class FloorTasks(_View):
+class FloorTasks(Contract):
     """The tasks of one floor in walking order (`floor` null: a shelf with no floor)."""
 
     floor: StrictInt | None
     tasks: tuple[ReshelvingTask, ...]
-
-
-class _Doc(_View):
-    site: str
-    updated_at: Timestamp
-    total: Count  # entries in the list; more than `items` when it was capped
-
-
-class MisplacedDoc(_Doc):
-    items: tuple[MisplacedItem, ...] = ()
-
-
-class MissingDoc(_Doc):
-    items: tuple[MissingItem, ...] = ()
-
-
-class ReshelvingDoc(_Doc):
-    items: tuple[ReshelvingItem, ...] = ()
-
-
-class TasksDoc(_Doc):
-    items: tuple[ReshelvingTask, ...] = ()
-
-
-AnyDoc = MisplacedDoc | MissingDoc | ReshelvingDoc | TasksDoc
-
-
-class DemandTitle(_View):
-    """One title's demand over the window: score is weighted signals per copy."""
-
-    title: str
-    call_number: str
-    call_class: str
-    copies: Count
-    score: float
-    signals: dict[str, Count]
-    suggest_purchase: bool
-    reason: str | None
-
-
-class DemandClass(_View):
-    """One call-number class's demand over the window."""
-
-    call_class: str
-    copies: Count
-    titles: Count
-    score: float
-    per_copy: float
-    signals: dict[str, Count]
-
-
-class _DemandDoc(_View):
-    site: str
-    updated_at: Timestamp
-
-
-class RankedDoc(_DemandDoc):
-    items: tuple[DemandTitle, ...] = ()
-
-
-class ClassesDoc(_DemandDoc):
-    items: tuple[DemandClass, ...] = ()
-
-
-DEMAND_MODELS: dict[str, type[RankedDoc | ClassesDoc]] = {
-    "ranked": RankedDoc,
-    "classes": ClassesDoc,
-}
-DOC_MODELS: dict[ListName, type[AnyDoc]] = {
-    "misplaced": MisplacedDoc,
-    "missing": MissingDoc,
-    "reshelving": ReshelvingDoc,
-    "tasks": TasksDoc,
-}
 
 
 def group_by_floor(tasks: tuple[ReshelvingTask, ...]) -> list[FloorTasks]:
@@ -248,18 +138,13 @@ class InventoryView:
         if not raw:
             self._docs.pop((site, key), None)
             return None
-        if len(raw) > MAX_LIST_BYTES:
-            log.warning("ignored inventory list on %s: %d bytes is too large", topic, len(raw))
-            return None
         try:
-            doc = DOC_MODELS[key].model_validate_json(raw)
-        except ValidationError as err:
-            first = err.errors(include_url=False)[0]
-            loc = ".".join(str(x) for x in first["loc"]) or "payload"
-            log.warning("ignored inventory list on %s: %s: %s", topic, loc, first["msg"])
+            doc: AnyDoc = LIST[key].load(raw)
+        except ContractError as err:
+            log.warning("ignored inventory list on %s: %s", topic[:200], err)
             return None
-        if doc.site != site:
-            log.warning("ignored inventory list on %s: payload site %r differs", topic, doc.site)
+        if doc.site is not None and doc.site != site:  # the topic's site is the truth
+            log.warning("ignored inventory list on %s: it says site %r", topic, doc.site[:40])
             return None
         old = self._docs.get((site, key))
         if old is not None and old.items == doc.items and old.total == doc.total:
@@ -273,24 +158,20 @@ class InventoryView:
 
     def _apply_demand(self, topic: str, site: str, name: str, raw: bytes) -> None:
         """The retained demand ranking or classes of a site (managers' read model)."""
-        model = DEMAND_MODELS.get(name)
-        if model is None or not SITE_RE.fullmatch(site):
+        if name not in ("ranked", "classes") or not SITE_RE.fullmatch(site):
             return
         if not raw:
             self._demand.pop((site, name), None)
             return
-        if len(raw) > MAX_LIST_BYTES:
-            log.warning("ignored demand on %s: %d bytes is too large", topic, len(raw))
-            return
         try:
-            doc = model.model_validate_json(raw)
-        except ValidationError as err:
-            first = err.errors(include_url=False)[0]
-            loc = ".".join(str(x) for x in first["loc"]) or "payload"
-            log.warning("ignored demand on %s: %s: %s", topic, loc, first["msg"])
+            doc: RankedDoc | ClassesDoc = (
+                DEMAND_RANKED.load(raw) if name == "ranked" else DEMAND_CLASSES.load(raw)
+            )
+        except ContractError as err:
+            log.warning("ignored demand on %s: %s", topic[:200], err)
             return
-        if doc.site != site:
-            log.warning("ignored demand on %s: payload site %r differs", topic, doc.site)
+        if doc.site is not None and doc.site != site:
+            log.warning("ignored demand on %s: it says site %r", topic, doc.site[:40])
             return
         self._demand[(site, name)] = doc
 

@@ -345,6 +345,58 @@ class SeatMachine:
         self.state, self.since = state, now
         return True
 
+    def checkpoint(self) -> list[Any]:
+        """The machine as JSON-able data (`restore` reads it back)."""
+        return [
+            self.state.value,
+            _iso(self.since),
+            self.raw,
+            _iso(self.raw_since),
+            _iso(self.last_heard),
+            self.online,
+            self.boot,
+            self.seq,
+            self.held_too_long,
+        ]
+
+    def restore(self, data: object) -> None:
+        """Take up `checkpoint()`; CheckpointError (and no change) for anything else."""
+        if not isinstance(data, list) or len(data) != 9:
+            raise CheckpointError("a seat must be a list of 9 values")
+        state, since, raw, raw_since, heard, online, boot, seq, hog = data
+        if raw is not None and raw not in _RAW_TARGET:
+            raise CheckpointError(f"seat presence {str(raw)[:20]!r} is not person, object or empty")
+        if not (isinstance(online, bool) and isinstance(hog, bool)):
+            raise CheckpointError("a seat's online and held_too_long must be true or false")
+        if any(isinstance(v, bool) or not isinstance(v, int) or v < -1 for v in (boot, seq)):
+            raise CheckpointError("a seat's boot and seq must be integers >= -1")
+        try:
+            parsed = SeatState(state)
+        except ValueError:
+            raise CheckpointError(f"seat state {str(state)[:20]!r} is unknown") from None
+        times = [_from_iso(v) for v in (since, raw_since, heard)]
+        self.state, self.raw, self.online = parsed, raw, online
+        self.since, self.raw_since, self.last_heard = times
+        self.boot, self.seq, self.held_too_long = boot, seq, hog
+
+
+def _iso(value: datetime | None) -> str | None:
+    return None if value is None else value.isoformat()
+
+
+def _from_iso(value: object) -> datetime | None:
+    if value is None:
+        return None
+    try:
+        if not isinstance(value, str):
+            raise ValueError
+        ts = datetime.fromisoformat(value)
+    except ValueError:
+        raise CheckpointError(f"{str(value)[:40]!r} is not an ISO time") from None
+    if ts.tzinfo is None:
+        raise CheckpointError(f"{value[:40]!r} has no UTC offset")
+    return ts
+
 
 def busyness(occupancy: int, capacity: int) -> str:
     """Bands a student reads at a glance."""

@@ -6,13 +6,20 @@ import asyncio
 import logging
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Annotated, Literal
+from typing import Literal
 
 import aiomqtt
-from pydantic import BaseModel, ConfigDict, Field, StrictInt, ValidationError
 
 from stackpulse.kernel.bus import follow
-from stackpulse.kernel.models import Timestamp
+from stackpulse.kernel.contracts.base import ContractError
+from stackpulse.kernel.contracts.occupancy import (
+    FORECAST,
+    SEAT,
+    ZONE,
+    Forecast,
+    Seat,
+    Zone,
+)
 from stackpulse.kernel.topics import (
     DEFAULT_ROOT,
     DEVICE_RE,
@@ -24,65 +31,13 @@ from stackpulse.kernel.topics import (
 log = logging.getLogger(__name__)
 
 SERVICE = "occupancy"
-MAX_STATE_BYTES = 64 * 1024
 DEFAULT_QUEUE_SIZE = 512
-
-Busyness = Literal["quiet", "moderate", "busy", "very busy", "full"]
-SeatState = Literal["free", "occupied", "held", "unknown"]
 What = Literal["zone", "seat"]
-Count = Annotated[StrictInt, Field(ge=0)]
 
-
-class _View(BaseModel):
-    # The service may add fields later; the read model keeps to the published contract.
-    model_config = ConfigDict(frozen=True, extra="ignore")
-
-
-class ZoneView(_View):
-    """One zone as `_state/occupancy/zone/{id}` publishes it."""
-
-    id: str
-    name: str
-    floor: StrictInt
-    capacity: Count
-    # None when fewer people than the privacy floor are in: small numbers are not
-    # published exactly; `occupancy_band` then says "few".
-    occupancy: Count | None
-    seats_total: Count
-    seats_free: Count
-    busyness: Busyness
-    updated_at: Timestamp
-    occupancy_band: Literal["few"] | None = None
-
-
-class SeatView(_View):
-    """One seat as `_state/occupancy/seat/{id}` publishes it."""
-
-    id: str
-    zone: str
-    state: SeatState
-    # None while a seat has never reported: it is `unknown` with no start to name.
-    since: Timestamp | None = None
-    features: tuple[str, ...] = ()
-    x: float | None = None
-    y: float | None = None
-    held_since: Timestamp | None = None  # a bag on the seat since then
-    held_too_long: bool = False  # held past the hogging limit
-
-
-class UsualHour(_View):
-    """One coming hour as it usually is: the mean of the same hour of past weeks."""
-
-    at: Timestamp
-    occupancy: Count | None = None  # None: no history, or under the privacy floor
-    busyness: Busyness | None = None
-
-
-class ForecastView(_View):
-    """`_state/occupancy/forecast/{zone}`: this hour and the next, as they usually are."""
-
-    id: str
-    hours: tuple[UsualHour, ...] = ()
+# The published contract (kernel.contracts.occupancy), under the names the API uses.
+ZoneView = Zone
+SeatView = Seat
+ForecastView = Forecast
 
 
 @dataclass(frozen=True, slots=True)
@@ -204,12 +159,10 @@ class OccupancyView:
         if not raw:
             entries.pop(ident, None)
             return
-        if len(raw) > MAX_STATE_BYTES:
-            return
         try:
-            item = ForecastView.model_validate_json(raw)
-        except ValidationError as err:
-            log.warning("ignored occupancy forecast on %s: %s", topic, err.errors()[0]["msg"])
+            item = FORECAST.load(raw)
+        except ContractError as err:
+            log.warning("ignored occupancy forecast on %s: %s", topic[:200], err)
             return
         if item.id == ident:
             entries[ident] = item
@@ -261,17 +214,11 @@ class OccupancyView:
         return site, "zone" if what == "zone" else "seat", ident
 
 
-def _parse(topic: str, what: What, ident: str, raw: bytes) -> ZoneView | SeatView | None:
-    if len(raw) > MAX_STATE_BYTES:
-        log.warning("ignored occupancy state on %s: %d bytes is too large", topic, len(raw))
-        return None
-    model: type[ZoneView] | type[SeatView] = ZoneView if what == "zone" else SeatView
+def _parse(topic: str, what: What, ident: str, raw: bytes) -> Zone | Seat | None:
     try:
-        item = model.model_validate_json(raw)
-    except ValidationError as err:
-        first = err.errors(include_url=False)[0]
-        loc = ".".join(str(x) for x in first["loc"]) or "payload"
-        log.warning("ignored occupancy state on %s: %s: %s", topic, loc, first["msg"])
+        item: Zone | Seat = (ZONE if what == "zone" else SEAT).load(raw)
+    except ContractError as err:
+        log.warning("ignored occupancy state on %s: %s", topic[:200], err)
         return None
     if item.id != ident:
         log.warning("ignored occupancy state on %s: payload id %r differs", topic, item.id[:70])

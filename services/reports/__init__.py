@@ -1,5 +1,1 @@
-"""The managers' live view and daily reports, served by the API."""
-
-from stackpulse.services.reports.routes import manager_pages, reports_router
-
-__all__ = ["manager_pages", "reports_router"]
+"""The managers' live view and daily reports: a service of its own (archive), served by the API."""

@@ -11,7 +11,7 @@ import io
 from collections.abc import Iterator
 from html import escape
 
-from stackpulse.services.reports.report import DailyReport, DemandLine
+from stackpulse.services.reports.logic import DailyReport, DemandLine
 
 CSV_COLUMNS = ("site", "date", "section", "subject", "metric", "value")
 Figure = tuple[str, str, str, str]  # section, subject, metric, value

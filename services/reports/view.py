@@ -18,7 +18,7 @@ from stackpulse.kernel.layout import Layout
 from stackpulse.kernel.schema import DEVICE_STATUS, ZONE_OCCUPANCY, ZONE_TYPICAL
 from stackpulse.kernel.store.base import Row, SeriesStore
 from stackpulse.kernel.store.influxql import Agg, Query, TagEq
-from stackpulse.services.reports.report import QUARTER, day_window
+from stackpulse.services.reports.logic import QUARTER, day_window
 
 STATUS_LOOKBACK = timedelta(days=30)  # a device silent longer than this counts as unheard
 

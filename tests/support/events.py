@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from stackpulse.kernel.models import Event
+from stackpulse.kernel.contracts.events import Event
 from stackpulse.kernel.topics import Channel, Kind
 from stackpulse.simulators import Message
 
