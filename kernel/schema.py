@@ -26,6 +26,8 @@ ALERT_TRANSITION = "alert_transition"
 DEAD_LETTERS = "dead_letters"
 FINDING_CLOSED = "finding_closed"
 INVENTORY = "inventory"  # the inventory service's counts per site and minute
+DEMAND_SIGNAL = "demand_signal"  # one demand signal (checkout, hold, use, ...) of a title
+DEMAND_RANK = "demand_rank"  # the ranking's snapshot, RANK_SLOTS points
 
 _NS_PER_MS = 1_000_000
 

@@ -29,7 +29,7 @@ from typing import Any, Final, get_args
 
 from stackpulse.kernel.callnumbers import CallNumberError, Scheme, parse
 from stackpulse.kernel.catalog import CatalogItem
-from stackpulse.kernel.schema import to_ns
+from stackpulse.kernel.schema import DEMAND_RANK, DEMAND_SIGNAL, to_ns
 from stackpulse.kernel.store.base import Point
 from stackpulse.services.inventory.model import (
     ClassDemand,
@@ -53,11 +53,6 @@ __all__ = [
     "signal_point",
     "title_key",
 ]
-
-DEMAND_SIGNAL: Final = "demand_signal"
-"""One point per signal: tags site, kind, call_class; item, title, ... are fields."""
-DEMAND_RANK: Final = "demand_rank"
-"""The ranked titles as `GET .../demand` says them, one point per rank slot and snapshot."""
 
 KINDS: Final[tuple[SignalKind, ...]] = get_args(SignalKind)
 WEIGHTS: Final[Mapping[SignalKind, int]] = {

@@ -32,10 +32,9 @@ from typing import Any
 from pydantic import BaseModel
 
 from stackpulse.kernel.layout import Layout
-from stackpulse.kernel.schema import ALERT_TRANSITION, FINDING_CLOSED, ZONE_OCCUPANCY
+from stackpulse.kernel.schema import ALERT_TRANSITION, DEMAND_RANK, FINDING_CLOSED, ZONE_OCCUPANCY
 from stackpulse.kernel.store.base import Row, SeriesStore
 from stackpulse.kernel.store.influxql import Agg, Query, TagEq
-from stackpulse.services.inventory.demand import DEMAND_RANK
 
 QUARTER = timedelta(minutes=15)  # every time zone offset in use is a multiple of it
 SEVERITIES = ("critical", "warning", "info")
