@@ -68,11 +68,11 @@ Duration = Annotated[
 """A timedelta field read the house's way (`parse_duration`) and shown as `15m`."""
 
 
-def _seconds(value: object) -> float:
+def seconds_of(value: object) -> float:
     return parse_duration(value).total_seconds()
 
 
-Seconds = Annotated[float, BeforeValidator(_seconds)]
+Seconds = Annotated[float, BeforeValidator(seconds_of)]
 """A duration held as float seconds (for loops that sleep), read the same way as Duration."""
 
 

@@ -8,9 +8,12 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Sequence
+from datetime import timedelta
 from pathlib import Path
 
-from stackpulse.kernel.durations import format_duration
+from pydantic.fields import FieldInfo
+
+from stackpulse.kernel.durations import format_duration, seconds_of
 from stackpulse.kernel.settings import ComponentSettings
 
 DOCS = Path(__file__).resolve().parent.parent / "docs"
@@ -40,9 +43,12 @@ def _cell(text: str) -> str:
     return text.replace("|", "\\|").replace("\n", " ")
 
 
-def _default(value: object) -> str:
-    from datetime import timedelta
+def _is_seconds(info: FieldInfo) -> bool:
+    """A `kernel.durations.Seconds` field: a duration kept as float seconds."""
+    return any(getattr(m, "func", None) is seconds_of for m in info.metadata)
 
+
+def _default(value: object) -> str:
     if isinstance(value, timedelta):
         return format_duration(value)
     if value == "" or value is None:
@@ -64,6 +70,8 @@ def settings_tables() -> str:
             default = info.get_default(call_default_factory=True)
             if hasattr(default, "get_secret_value"):
                 default = "(secret)"
+            elif _is_seconds(info) and isinstance(default, int | float):
+                default = timedelta(seconds=default)
             out.append(
                 f"| {shown} | `{_cell(_default(default))}` | {_cell(info.description or '')} |"
             )
