@@ -22,8 +22,8 @@ from stackpulse.kernel.aio import Backoff, raise_if_cancelling
 from stackpulse.kernel.clock import Clock
 from stackpulse.kernel.contracts.events import Event
 from stackpulse.kernel.layout import Layout
-from stackpulse.kernel.runner import Bus, Message, ServiceBase
 from stackpulse.kernel.schema import alert_point
+from stackpulse.kernel.service import Bus, Message, ServiceBase
 from stackpulse.kernel.statedb import StateDB
 from stackpulse.kernel.store.base import Point, SeriesStore
 from stackpulse.kernel.topics import Kind

@@ -11,7 +11,7 @@ from pydantic import AliasChoices, BeforeValidator, Field, SecretStr, model_vali
 from pydantic_settings import SettingsConfigDict
 
 from stackpulse.kernel.durations import Duration, PositiveDuration
-from stackpulse.kernel.runner import RunnerSettings
+from stackpulse.kernel.service import RunnerSettings
 from stackpulse.kernel.settings import ComponentSettings, SettingsError
 
 KINDS = ("gate", "seat", "shelf", "circ")

@@ -23,7 +23,7 @@ from stackpulse.kernel.contracts.inventory import (
     RankedDoc,
 )
 from stackpulse.kernel.layout import Layout
-from stackpulse.kernel.runner import Message
+from stackpulse.kernel.service import Message
 from stackpulse.kernel.store.base import Point
 from stackpulse.services.inventory.demand import Demand, rank_points
 from stackpulse.services.inventory.model import ClassDemand, DemandRow, InventorySettings, Signal

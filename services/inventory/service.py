@@ -13,7 +13,7 @@ from stackpulse.kernel.catalog import CatalogItem
 from stackpulse.kernel.clock import Clock
 from stackpulse.kernel.contracts.events import Event
 from stackpulse.kernel.layout import Layout
-from stackpulse.kernel.runner import Bus, Message, ServiceBase
+from stackpulse.kernel.service import Bus, Message, ServiceBase
 from stackpulse.kernel.store.base import Point, SeriesStore
 from stackpulse.kernel.topics import Kind
 from stackpulse.services.inventory.demand_feed import RANK_EVERY

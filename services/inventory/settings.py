@@ -8,7 +8,7 @@ from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
 from stackpulse.kernel.durations import Duration, PositiveDuration
-from stackpulse.kernel.runner import RunnerSettings
+from stackpulse.kernel.service import RunnerSettings
 from stackpulse.services.inventory.model import InventorySettings
 
 

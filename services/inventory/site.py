@@ -15,8 +15,8 @@ from stackpulse.kernel.contracts.events import Event
 from stackpulse.kernel.contracts.inventory import CHANGE, DOC_MODELS, LIST, FindingChange, ListName
 from stackpulse.kernel.layout import Layout
 from stackpulse.kernel.models import CircData, ShelfData, format_ts
-from stackpulse.kernel.runner import Message
 from stackpulse.kernel.schema import INVENTORY, finding_closed_point, to_ns
+from stackpulse.kernel.service import Message
 from stackpulse.kernel.store.base import Point
 from stackpulse.services.inventory.demand_feed import SiteDemand
 from stackpulse.services.inventory.logic import CheckpointError, Inventory

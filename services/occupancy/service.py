@@ -12,7 +12,7 @@ from stackpulse.kernel.aio import raise_if_cancelling
 from stackpulse.kernel.clock import Clock
 from stackpulse.kernel.contracts.events import Event
 from stackpulse.kernel.layout import Layout
-from stackpulse.kernel.runner import Bus, Message, ServiceBase
+from stackpulse.kernel.service import Bus, Message, ServiceBase
 from stackpulse.kernel.store.base import SeriesStore
 from stackpulse.kernel.topics import Kind
 from stackpulse.services.occupancy.forecast import history_query, weekly_profile

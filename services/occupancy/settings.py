@@ -8,7 +8,7 @@ from pydantic import AliasChoices, Field
 from pydantic_settings import SettingsConfigDict
 
 from stackpulse.kernel.durations import Duration, PositiveDuration
-from stackpulse.kernel.runner import RunnerSettings
+from stackpulse.kernel.service import RunnerSettings
 from stackpulse.services.occupancy.logic import SeatTiming
 
 PRIVACY_FLOOR = 5  # the recommended floor: a count of 1-4 in a small room can single out

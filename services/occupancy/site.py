@@ -21,8 +21,8 @@ from stackpulse.kernel.contracts.occupancy import (
 )
 from stackpulse.kernel.layout import Layout
 from stackpulse.kernel.models import GateData, SeatData, StatusMessage
-from stackpulse.kernel.runner import Message
 from stackpulse.kernel.schema import drift_point, typical_point, zone_point
+from stackpulse.kernel.service import Message
 from stackpulse.kernel.store.base import Point
 from stackpulse.kernel.topics import Kind
 from stackpulse.services.occupancy.forecast import Profile, forecast, hour_of_week

@@ -16,7 +16,7 @@ from stackpulse.kernel.aio import raise_if_cancelling
 from stackpulse.kernel.clock import Clock
 from stackpulse.kernel.health import Readiness
 from stackpulse.kernel.layout import Layout
-from stackpulse.kernel.runner import CheckpointStore
+from stackpulse.kernel.service import CheckpointStore
 from stackpulse.kernel.store.base import SeriesStore
 from stackpulse.services.reports.logic import DailyReport, read_daily
 from stackpulse.services.reports.settings import ReportsSettings

@@ -6,7 +6,8 @@ import asyncio
 
 from stackpulse.kernel.bus import BrokerAddress
 from stackpulse.kernel.clock import Clock
-from stackpulse.kernel.runner import CheckpointStore, RunnerSettings, ServiceBase, ServiceRunner
+from stackpulse.kernel.runner import ServiceRunner
+from stackpulse.kernel.service import CheckpointStore, RunnerSettings, ServiceBase
 from stackpulse.kernel.store.base import SeriesStore
 from tests.support.waiting import wait_until
 
